@@ -1,0 +1,248 @@
+package usersig
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zlib"
+)
+
+// Size limits applied before any other work. The largest token that an
+// official generator produced for the test vectors is 4244 characters with
+// 3175 bytes of JSON (a 3000-character UserID), so both limits leave room.
+const (
+	// MaxTokenLength is the maximum number of characters of a token, not
+	// counting CR and LF.
+	MaxTokenLength = 8192
+
+	// MaxDocumentSize is the maximum size in bytes of the inflated JSON
+	// document. Larger documents are rejected as soon as inflating passes
+	// this size, so an inflate bomb costs at most this much output.
+	MaxDocumentSize = 16 << 10
+
+	// maxRawLength bounds the input including CR and LF, which Java 1.0
+	// inserted after every 76 characters.
+	maxRawLength = MaxTokenLength + MaxTokenLength/38 + 2
+)
+
+// The outer alphabet: standard base64 with '*', '-' and '_' in place of
+// '+', '/' and '='. The table maps each byte to its 6-bit value, padTag
+// for padding, or invalidTag.
+const (
+	invalidTag = 0xFF
+	padTag     = 0xFE
+)
+
+var (
+	strictTable  [256]byte
+	lenientTable [256]byte
+)
+
+func init() {
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	for i := range strictTable {
+		strictTable[i] = invalidTag
+		lenientTable[i] = invalidTag
+	}
+	for i := 0; i < len(std); i++ {
+		strictTable[std[i]] = byte(i)
+		lenientTable[std[i]] = byte(i)
+	}
+	strictTable['*'], strictTable['-'], strictTable['_'] = 62, 63, padTag
+	lenientTable['*'], lenientTable['-'], lenientTable['_'] = 62, 63, padTag
+	lenientTable['+'], lenientTable['/'], lenientTable['='] = 62, 63, padTag
+}
+
+// scratch holds the buffers and the inflater of one decode. It is pooled
+// so that a decode allocates nothing in the common case.
+type scratch struct {
+	token []byte // the token without CR and LF, when it had any
+	zbuf  []byte // base64-decoded zlib stream
+	doc   []byte // inflated JSON
+	str   []byte // unescaped JSON strings; cap >= MaxDocumentSize so it never grows
+	msg   []byte // HMAC message
+	sum   []byte // HMAC digest
+	names map[string]struct{}
+	br    bytes.Reader
+	zr    io.ReadCloser
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{
+		zbuf: make([]byte, 0, MaxTokenLength/4*3),
+		doc:  make([]byte, 0, MaxDocumentSize+1),
+		str:  make([]byte, 0, MaxDocumentSize+1),
+		msg:  make([]byte, 0, 256),
+		sum:  make([]byte, 0, sha256.Size),
+	}
+}}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(s *scratch) {
+	// Drop buffers that grew past their usual size (long HMAC messages),
+	// and the member-name set, so that the pool keeps no large objects.
+	if cap(s.msg) > 4096 {
+		s.msg = make([]byte, 0, 256)
+	}
+	s.names = nil
+	s.br.Reset(nil)
+	scratchPool.Put(s)
+}
+
+// decodeOuter turns the outer base64 text into the zlib bytes, stored in
+// s.zbuf. CR and LF are ignored; every other character must be in the
+// alphabet, and the encoding must be canonical (padded, zero unused bits)
+// unless lenient is set, which also accepts '+', '/', '=' and missing
+// padding.
+func decodeOuter(token string, lenient bool, s *scratch) ([]byte, error) {
+	if len(token) == 0 {
+		return nil, ErrEmpty
+	}
+	if len(token) > maxRawLength {
+		return nil, errTooLong
+	}
+	if strings.IndexByte(token, '\n') < 0 && strings.IndexByte(token, '\r') < 0 {
+		return decodeBase64(token, lenient, s)
+	}
+
+	b := s.token[:0]
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c != '\n' && c != '\r' {
+			b = append(b, c)
+		}
+	}
+	s.token = b
+	if len(b) == 0 {
+		return nil, ErrEmpty
+	}
+	return decodeBase64(b, lenient, s)
+}
+
+func decodeBase64[T string | []byte](src T, lenient bool, s *scratch) ([]byte, error) {
+	if len(src) > MaxTokenLength {
+		return nil, errTooLong
+	}
+	table := &strictTable
+	if lenient {
+		table = &lenientTable
+	}
+
+	// Strip the padding (at most two characters) and check that it
+	// completes the last group.
+	n := len(src)
+	pad := 0
+	for pad < 2 && n > 0 && table[src[n-1]] == padTag {
+		n--
+		pad++
+	}
+	if lenient {
+		if pad > 0 && (n+pad)%4 != 0 {
+			return nil, errBase64
+		}
+	} else if len(src)%4 != 0 {
+		return nil, errBase64
+	}
+
+	dst := s.zbuf[:0]
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		a, b, c, d := table[src[i]], table[src[i+1]], table[src[i+2]], table[src[i+3]]
+		if a|b|c|d >= 64 {
+			return nil, classify(a, b, c, d)
+		}
+		v := uint32(a)<<18 | uint32(b)<<12 | uint32(c)<<6 | uint32(d)
+		dst = append(dst, byte(v>>16), byte(v>>8), byte(v))
+	}
+	switch n - i {
+	case 0:
+	case 2:
+		a, b := table[src[i]], table[src[i+1]]
+		if a|b >= 64 {
+			return nil, classify(a, b, 0, 0)
+		}
+		if b&0x0F != 0 {
+			return nil, errBase64
+		}
+		dst = append(dst, a<<2|b>>4)
+	case 3:
+		a, b, c := table[src[i]], table[src[i+1]], table[src[i+2]]
+		if a|b|c >= 64 {
+			return nil, classify(a, b, c, 0)
+		}
+		if c&0x03 != 0 {
+			return nil, errBase64
+		}
+		v := uint32(a)<<10 | uint32(b)<<4 | uint32(c)>>2
+		dst = append(dst, byte(v>>8), byte(v))
+	default:
+		return nil, errBase64
+	}
+	s.zbuf = dst
+	return dst, nil
+}
+
+// classify tells a character outside the alphabet from misplaced padding.
+func classify(a, b, c, d byte) error {
+	if a == invalidTag || b == invalidTag || c == invalidTag || d == invalidTag {
+		return errAlphabet
+	}
+	return errBase64
+}
+
+// inflate decompresses the zlib stream z into s.doc. It checks the header
+// itself (FDICT must be clear), stops as soon as the output passes
+// MaxDocumentSize, and requires the Adler-32 trailer to match with nothing
+// after it.
+func inflate(z []byte, s *scratch) ([]byte, error) {
+	if len(z) < 2 {
+		return nil, errZlibHeader
+	}
+	cmf, flg := z[0], z[1]
+	if cmf&0x0F != 8 || cmf>>4 > 7 || (uint16(cmf)<<8|uint16(flg))%31 != 0 {
+		return nil, errZlibHeader
+	}
+	if flg&0x20 != 0 {
+		return nil, errZlibDict
+	}
+
+	s.br.Reset(z)
+	if s.zr == nil {
+		zr, err := zlib.NewReader(&s.br)
+		if err != nil {
+			return nil, errZlibData
+		}
+		s.zr = zr
+	} else if err := s.zr.(zlib.Resetter).Reset(&s.br, nil); err != nil {
+		return nil, errZlibData
+	}
+
+	buf := s.doc[:MaxDocumentSize+1]
+	n := 0
+	for {
+		m, err := s.zr.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if err == zlib.ErrChecksum {
+				return nil, errZlibChecksum
+			}
+			return nil, errZlibData
+		}
+		if n > MaxDocumentSize {
+			return nil, errInflateTooBig
+		}
+	}
+	if n > MaxDocumentSize {
+		return nil, errInflateTooBig
+	}
+	if s.br.Len() != 0 {
+		return nil, errZlibTrailing
+	}
+	return buf[:n], nil
+}

@@ -1,0 +1,304 @@
+package usersig
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"hash"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Mode says which kind of token Verify accepts.
+type Mode int
+
+const (
+	// ModeUserSig requires a plain UserSig: a token with TLS.userbuf fails
+	// with ErrUnexpectedUserBuf.
+	ModeUserSig Mode = iota
+
+	// ModeWithUserBuf requires a token with TLS.userbuf, such as a
+	// PrivateMapKey: a plain UserSig fails with ErrUserBufMismatch.
+	ModeWithUserBuf
+
+	// ModeAny accepts both kinds.
+	ModeAny
+)
+
+// Policy holds checks beyond those of Tencent's official verifiers. The
+// zero Policy applies none of them, which is what the official verifiers
+// do.
+type Policy struct {
+	// MaxSkew bounds how far in the future TLS.time may be: a token issued
+	// later than now + MaxSkew fails with ErrIssuedInFuture. Zero disables
+	// the check. Whole seconds count; a fraction is dropped.
+	MaxSkew time.Duration
+
+	// MaxLifetime bounds TLS.expire: a longer lifetime fails with
+	// ErrLifetimeTooLong. Zero disables the check.
+	MaxLifetime time.Duration
+
+	// LenientBase64 also accepts the standard base64 alphabet ('+', '/',
+	// '=') and missing padding in the outer encoding, as some third-party
+	// generators emit. By default only the canonical spelling of a token
+	// is accepted.
+	LenientBase64 bool
+}
+
+// Request is what Verify checks a token against.
+type Request struct {
+	// SDKAppID is the application the token must be issued for.
+	SDKAppID uint64
+
+	// UserID must equal TLS.identifier exactly (no case folding,
+	// trimming or Unicode normalisation).
+	UserID string
+
+	// Now is the current time. Expiry is checked in whole seconds.
+	Now time.Time
+
+	// Mode selects plain UserSigs, tokens with a userbuf, or both.
+	Mode Mode
+
+	// With MatchUserBuf set, a token's decoded TLS.userbuf must equal
+	// UserBuf byte for byte, or Verify fails with ErrUserBufMismatch.
+	// It applies only to tokens that carry a userbuf.
+	MatchUserBuf bool
+	UserBuf      []byte
+}
+
+// Claims is what a verified token asserts.
+type Claims struct {
+	SDKAppID uint64 // TLS.sdkappid
+	UserID   string // TLS.identifier
+	Time     int64  // TLS.time: issue time, Unix seconds
+	Expire   int64  // TLS.expire: lifetime in seconds, relative to Time
+
+	// HasUserBuf reports whether the token carries TLS.userbuf, and
+	// UserBuf holds its decoded bytes (nil for a plain UserSig).
+	HasUserBuf bool
+	UserBuf    []byte
+
+	// KeyIndex is the index, in the Verifier's key list, of the secret
+	// key whose HMAC matched.
+	KeyIndex int
+}
+
+// ExpiresAt returns the Unix time in seconds after which the token is
+// expired: Time + Expire, saturated to the int64 range.
+func (c Claims) ExpiresAt() int64 { return expiresAt(c.Time, c.Expire) }
+
+func expiresAt(issued, expire int64) int64 {
+	if expire > 0 && issued > math.MaxInt64-expire {
+		return math.MaxInt64
+	}
+	return issued + expire
+}
+
+// secretKey is one secret key with a pool of HMAC states keyed with it,
+// so that verifying does not hash the key again or allocate.
+type secretKey struct {
+	pool sync.Pool
+}
+
+func newSecretKey(key string) *secretKey {
+	k := &secretKey{}
+	keyBytes := []byte(key)
+	k.pool.New = func() any { return hmac.New(sha256.New, keyBytes) }
+	return k
+}
+
+// sum appends the HMAC-SHA256 of msg to dst.
+func (k *secretKey) sum(dst, msg []byte) []byte {
+	h := k.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write(msg)
+	dst = h.Sum(dst)
+	k.pool.Put(h)
+	return dst
+}
+
+// Verifier checks UserSigs against one or more secret keys. It is safe for
+// concurrent use.
+type Verifier struct {
+	keys   []*secretKey
+	policy Policy
+}
+
+// ErrNoKey is returned by NewVerifier when it is given no key or an empty
+// key.
+var ErrNoKey = errors.New("usersig: a verifier needs at least one non-empty secret key")
+
+// NewVerifier returns a Verifier for the given secret keys, in order of
+// preference: during a key rotation, list the current key first and the
+// previous ones after it. Each key is the key text exactly as Tencent's
+// console shows it; it is used as UTF-8 bytes, not hex-decoded.
+func NewVerifier(keys []string, policy Policy) (*Verifier, error) {
+	if len(keys) == 0 {
+		return nil, ErrNoKey
+	}
+	v := &Verifier{policy: policy}
+	for _, key := range keys {
+		if key == "" {
+			return nil, ErrNoKey
+		}
+		v.keys = append(v.keys, newSecretKey(key))
+	}
+	return v, nil
+}
+
+// Policy returns the verifier's policy.
+func (v *Verifier) Policy() Policy { return v.policy }
+
+// Verify decodes token and checks it against r. The checks run in this
+// order: decoding (ErrMalformed), SDKAppID (ErrSDKAppIDMismatch), UserID
+// (ErrIdentifierMismatch), HMAC under each key (ErrInvalidSignature),
+// expiry (ErrExpired), the policy (ErrIssuedInFuture, ErrLifetimeTooLong)
+// and the mode (ErrUnexpectedUserBuf, ErrUserBufMismatch). Checking the
+// HMAC before the expiry keeps a forger from learning anything but
+// "invalid signature".
+//
+// Every returned error is an *Error.
+func (v *Verifier) Verify(token string, r Request) (Claims, error) {
+	s := getScratch()
+	defer putScratch(s)
+
+	var d rawDoc
+	if err := decodeRaw(token, v.policy.LenientBase64, s, &d); err != nil {
+		return Claims{}, err
+	}
+
+	if d.sdkAppID != r.SDKAppID {
+		return Claims{}, errSDKAppID
+	}
+	if string(d.identifier) != r.UserID {
+		return Claims{}, errIdentifier
+	}
+
+	keyIndex, err := v.checkSignature(&d, s)
+	if err != nil {
+		return Claims{}, err
+	}
+
+	now := r.Now.Unix()
+	if now > expiresAt(d.time, d.expire) {
+		return Claims{}, errExpired
+	}
+	if err := v.checkPolicy(&d, now); err != nil {
+		return Claims{}, err
+	}
+
+	c := Claims{
+		SDKAppID:   d.sdkAppID,
+		UserID:     r.UserID, // equal to TLS.identifier, and already a string
+		Time:       d.time,
+		Expire:     d.expire,
+		HasUserBuf: d.hasUserBuf,
+		KeyIndex:   keyIndex,
+	}
+	if err := checkMode(&d, r, &c); err != nil {
+		return Claims{}, err
+	}
+	return c, nil
+}
+
+// decodeRaw runs the decoding steps shared by Verify and Decode.
+func decodeRaw(token string, lenient bool, s *scratch, d *rawDoc) error {
+	z, err := decodeOuter(token, lenient, s)
+	if err != nil {
+		return err
+	}
+	doc, err := inflate(z, s)
+	if err != nil {
+		return err
+	}
+	return parseDocument(doc, s, d)
+}
+
+// signedMessage appends the text that TLS.sig is the HMAC of.
+func signedMessage(dst []byte, identifier []byte, sdkAppID uint64, issued, expire int64, userBuf []byte, hasUserBuf bool) []byte {
+	dst = append(dst, "TLS.identifier:"...)
+	dst = append(dst, identifier...)
+	dst = append(dst, "\nTLS.sdkappid:"...)
+	dst = strconv.AppendUint(dst, sdkAppID, 10)
+	dst = append(dst, "\nTLS.time:"...)
+	dst = strconv.AppendInt(dst, issued, 10)
+	dst = append(dst, "\nTLS.expire:"...)
+	dst = strconv.AppendInt(dst, expire, 10)
+	dst = append(dst, '\n')
+	if hasUserBuf {
+		dst = append(dst, "TLS.userbuf:"...)
+		dst = append(dst, userBuf...)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// checkSignature returns the index of the first key whose HMAC equals
+// TLS.sig. Each comparison takes constant time.
+func (v *Verifier) checkSignature(d *rawDoc, s *scratch) (int, error) {
+	msg := signedMessage(s.msg[:0], d.identifier, d.sdkAppID, d.time, d.expire, d.userBuf, d.hasUserBuf)
+	s.msg = msg
+	for i, k := range v.keys {
+		sum := k.sum(s.sum[:0], msg)
+		if hmac.Equal(sum, d.sig[:]) {
+			return i, nil
+		}
+	}
+	return -1, errSignature
+}
+
+func (v *Verifier) checkPolicy(d *rawDoc, now int64) error {
+	if skew := int64(v.policy.MaxSkew / time.Second); skew > 0 {
+		if d.time > expiresAt(now, skew) {
+			return errFuture
+		}
+	}
+	if limit := int64(v.policy.MaxLifetime / time.Second); limit > 0 {
+		if d.expire > limit {
+			return errLifetimeLong
+		}
+	}
+	return nil
+}
+
+func checkMode(d *rawDoc, r Request, c *Claims) error {
+	switch r.Mode {
+	case ModeUserSig:
+		if d.hasUserBuf {
+			return errHasUserBuf
+		}
+		return nil
+	case ModeWithUserBuf:
+		if !d.hasUserBuf {
+			return errNoUserBuf
+		}
+	}
+	if !d.hasUserBuf {
+		return nil
+	}
+
+	buf, err := decodeUserBuf(d.userBuf)
+	if err != nil {
+		return err
+	}
+	if r.MatchUserBuf && string(buf) != string(r.UserBuf) {
+		return errUserBufDiff
+	}
+	c.UserBuf = buf
+	return nil
+}
+
+// decodeUserBuf decodes the TLS.userbuf text (standard base64 with
+// padding).
+func decodeUserBuf(text []byte) ([]byte, error) {
+	buf := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+	n, err := base64.StdEncoding.Strict().Decode(buf, text)
+	if err != nil {
+		return nil, errUserBufBase64
+	}
+	return buf[:n], nil
+}
