@@ -32,9 +32,11 @@ const (
 // zero Policy applies none of them, which is what the official verifiers
 // do.
 type Policy struct {
-	// MaxSkew bounds how far in the future TLS.time may be: a token issued
-	// later than now + MaxSkew fails with ErrIssuedInFuture. Zero disables
-	// the check. Whole seconds count; a fraction is dropped.
+	// MaxSkew is the tolerated difference between the issuer's clock and
+	// the verifier's. A token stays valid until MaxSkew after its expiry,
+	// and a token whose TLS.time is later than now + MaxSkew fails with
+	// ErrIssuedInFuture. Zero tolerates no difference at expiry and any
+	// future TLS.time, as the official verifiers do. Whole seconds count.
 	MaxSkew time.Duration
 
 	// MaxLifetime bounds TLS.expire: a longer lifetime fails with
@@ -184,7 +186,11 @@ func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 	}
 
 	now := r.Now.Unix()
-	if now > expiresAt(d.time, d.expire) {
+	deadline := expiresAt(d.time, d.expire)
+	if skew := int64(v.policy.MaxSkew / time.Second); skew > 0 {
+		deadline = expiresAt(deadline, skew)
+	}
+	if now > deadline {
 		return Claims{}, errExpired
 	}
 	if err := v.checkPolicy(&d, now); err != nil {
