@@ -163,7 +163,9 @@ func (v *Verifier) Policy() Policy { return v.policy }
 // HMAC before the expiry keeps a forger from learning anything but
 // "invalid signature".
 //
-// Every returned error is an *Error.
+// Every returned error is an *Error. After a failure that comes once the
+// signature has matched (expiry, policy, mode), the returned Claims are
+// filled in, KeyIndex included; after any other failure they are zero.
 func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 	s := getScratch()
 	defer putScratch(s)
@@ -185,18 +187,8 @@ func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 		return Claims{}, err
 	}
 
-	now := r.Now.Unix()
-	deadline := expiresAt(d.time, d.expire)
-	if skew := int64(v.policy.MaxSkew / time.Second); skew > 0 {
-		deadline = expiresAt(deadline, skew)
-	}
-	if now > deadline {
-		return Claims{}, errExpired
-	}
-	if err := v.checkPolicy(&d, now); err != nil {
-		return Claims{}, err
-	}
-
+	// From here on the signature is genuine, so failures come with the
+	// claims, for callers that log or report them.
 	c := Claims{
 		SDKAppID:   d.sdkAppID,
 		UserID:     r.UserID, // equal to TLS.identifier, and already a string
@@ -205,8 +197,19 @@ func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 		HasUserBuf: d.hasUserBuf,
 		KeyIndex:   keyIndex,
 	}
+	now := r.Now.Unix()
+	deadline := expiresAt(d.time, d.expire)
+	if skew := int64(v.policy.MaxSkew / time.Second); skew > 0 {
+		deadline = expiresAt(deadline, skew)
+	}
+	if now > deadline {
+		return c, errExpired
+	}
+	if err := v.checkPolicy(&d, now); err != nil {
+		return c, err
+	}
 	if err := checkMode(&d, r, &c); err != nil {
-		return Claims{}, err
+		return c, err
 	}
 	return c, nil
 }

@@ -98,6 +98,16 @@ func TestVerifyKeyRotationReportsKeyIndex(t *testing.T) {
 			t.Errorf("key %d: KeyIndex %d", i, c.KeyIndex)
 		}
 	}
+	// An expired token signed with the second key still reports the key.
+	old := mustIssue(t, otherKey, Params{SDKAppID: testSDKAppID, UserID: "u", Expire: 60, Time: testNow})
+	c, err := v.Verify(old, Request{SDKAppID: testSDKAppID, UserID: "u", Now: testNow.Add(time.Hour)})
+	if !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired token: got %v, want ErrExpired", err)
+	}
+	if c.KeyIndex != 1 || c.UserID != "u" || c.Expire != 60 {
+		t.Errorf("expired token: claims %+v, want key 1, UserID u, expire 60", c)
+	}
+
 	only := mustVerifier(t, Policy{}, otherKey)
 	token := mustIssue(t, testKey, Params{SDKAppID: testSDKAppID, UserID: "u", Expire: 60, Time: testNow})
 	if _, err := only.Verify(token, Request{SDKAppID: testSDKAppID, UserID: "u", Now: testNow}); !errors.Is(err, ErrInvalidSignature) {
