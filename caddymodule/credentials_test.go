@@ -1,0 +1,139 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestRemoveQueryParam(t *testing.T) {
+	tests := []struct {
+		name, query, want string
+	}{
+		{"only parameter", "usersig=abc", ""},
+		{"first", "usersig=abc&a=1&b=2", "a=1&b=2"},
+		{"middle", "a=1&usersig=abc&b=2", "a=1&b=2"},
+		{"repeated", "usersig=x&a=1&usersig=y", "a=1"},
+		{"escaped name", "%75sersig=abc&a=1", "a=1"},
+		{"without value", "a=1&usersig", "a=1"},
+		{"similar names kept", "usersig2=x&xusersig=y", "usersig2=x&xusersig=y"},
+		{"order and escaping kept", "z=%2F&usersig=abc&a=b+c", "z=%2F&a=b+c"},
+		{"absent", "a=1", "a=1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := removeQueryParam(tc.query, "usersig"); got != tc.want {
+				t.Errorf("removeQueryParam(%q) = %q, want %q", tc.query, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRemoveUserSigKeepsRequestURIConsistent(t *testing.T) {
+	cr := credentialReader{userSig: []source{{kind: fromQuery, name: "usersig"}}}
+	tests := []struct {
+		name, target, wantQuery, wantURI string
+	}{
+		{"other parameters", "/a/b?x=1&usersig=abc&y=2", "x=1&y=2", "/a/b?x=1&y=2"},
+		{"only the UserSig", "/a?usersig=abc", "", "/a"},
+		{"escaped path", "/a%3Fb?usersig=abc&x=1", "x=1", "/a%3Fb?x=1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+			cr.removeUserSig(r)
+			if r.URL.RawQuery != tc.wantQuery {
+				t.Errorf("RawQuery = %q, want %q", r.URL.RawQuery, tc.wantQuery)
+			}
+			if r.RequestURI != tc.wantURI {
+				t.Errorf("RequestURI = %q, want %q", r.RequestURI, tc.wantURI)
+			}
+		})
+	}
+}
+
+func TestReadCredentials(t *testing.T) {
+	cr := credentialReader{
+		sdkAppID: []source{{kind: fromQuery, name: "sdkappid"}, {kind: fromHeader, name: "X-Sdkappid"}},
+		userID:   []source{{kind: fromQuery, name: "identifier"}, {kind: fromCookie, name: "uid"}},
+		userSig:  []source{{kind: fromQuery, name: "usersig"}},
+	}
+	tests := []struct {
+		name     string
+		target   string
+		header   http.Header
+		want     credentials
+		conflict bool
+	}{
+		{"query", "/?sdkappid=1&identifier=alice&usersig=t", nil, credentials{"1", "alice", "t"}, false},
+		{"escaped", "/?sdkappid=1&%69dentifier=a%20b&usersig=t", nil, credentials{"1", "a b", "t"}, false},
+		{"header and cookie", "/?usersig=t", http.Header{"X-Sdkappid": {"1"}, "Cookie": {"uid=alice"}}, credentials{"1", "alice", "t"}, false},
+		{"same value twice", "/?sdkappid=1&identifier=alice&usersig=t", http.Header{"X-Sdkappid": {"1"}, "Cookie": {"uid=alice"}}, credentials{"1", "alice", "t"}, false},
+		{"empty values ignored", "/?sdkappid=&identifier=alice&usersig=t", http.Header{"X-Sdkappid": {"1"}}, credentials{"1", "alice", "t"}, false},
+		{"query conflict", "/?sdkappid=1&identifier=alice&identifier=bob", nil, credentials{}, true},
+		{"query and header conflict", "/?sdkappid=1", http.Header{"X-Sdkappid": {"2"}}, credentials{}, true},
+		{"two header lines", "/", http.Header{"X-Sdkappid": {"1", "2"}}, credentials{}, true},
+		{"two cookies", "/?identifier=alice", http.Header{"Cookie": {"uid=alice; uid=bob"}}, credentials{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+			for name, values := range tc.header {
+				r.Header[name] = values
+			}
+			got, fail := cr.read(r)
+			if tc.conflict {
+				if fail != failConflicting {
+					t.Errorf("read = %+v, %v; want the conflicting-credentials failure", got, fail)
+				}
+				return
+			}
+			if fail != nil {
+				t.Fatalf("read failed: %v", fail)
+			}
+			if got != tc.want {
+				t.Errorf("read = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRemoveCookie(t *testing.T) {
+	h := http.Header{"Cookie": {"a=1; usersig=abc; b=2", "usersig=def"}}
+	removeCookie(h, "usersig")
+	if got := h.Values("Cookie"); len(got) != 1 || got[0] != "a=1; b=2" {
+		t.Errorf("Cookie = %q, want [\"a=1; b=2\"]", got)
+	}
+
+	h = http.Header{"Cookie": {"usersig=abc"}}
+	removeCookie(h, "usersig")
+	if _, ok := h["Cookie"]; ok {
+		t.Errorf("Cookie = %q, want no Cookie header", h.Values("Cookie"))
+	}
+}
+
+func TestSameHeaderName(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"X-UserSig-UserID", "X-Usersig-Userid", true},
+		{"x_usersig_userid", "X-UserSig-UserID", true},
+		{"X-UserSig-UserId2", "X-UserSig-UserID", false},
+		{"X-UserSig-SDKAppID", "X-UserSig-UserID", false},
+	}
+	for _, tc := range tests {
+		if got := sameHeaderName(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameHeaderName(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestClientTextIsJSONSafe(t *testing.T) {
+	if got, want := clientText(`TLS.ver is not "2.0"`), `TLS.ver is not '2.0'`; got != want {
+		t.Errorf("clientText = %q, want %q", got, want)
+	}
+	if got, want := clientText("a\\b\nc"), "a b c"; got != want {
+		t.Errorf("clientText = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,361 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-usersig/caddy-usersig/usersig"
+)
+
+// DemoKey is the secret key of the demo app in Caddyfile.example, for a
+// local trial only. Anyone can issue UserSigs with it, so a configuration
+// that uses it gets a warning at load time.
+const DemoKey = "5f7a3b2c9d1e4f60a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5"
+
+// Default values of the configuration.
+const (
+	defaultClockSkew         = 5 * time.Minute
+	defaultCacheSize         = 10000
+	defaultNegativeCacheSize = 1000
+	defaultNegativeCacheTTL  = 10 * time.Second
+	defaultUserIDHeader      = "X-UserSig-UserID"
+	defaultSDKAppIDHeader    = "X-UserSig-SDKAppID"
+	defaultRealm             = "usersig"
+)
+
+// Values of token_type.
+const (
+	tokenTypeUserSig       = "usersig"
+	tokenTypePrivateMapKey = "privatemapkey"
+	tokenTypeAny           = "any"
+)
+
+// The credential sources used when none are configured: the query
+// parameters of Tencent's REST APIs.
+var (
+	defaultSDKAppIDFrom = []string{"query:sdkappid"}
+	defaultUserIDFrom   = []string{"query:identifier", "query:userid"}
+	defaultUserSigFrom  = []string{"query:usersig"}
+)
+
+// App is one Tencent application whose UserSigs are accepted.
+type App struct {
+	// The SDKAppID of the application, from 1 to 4294967295.
+	SDKAppID uint64 `json:"sdkappid,omitempty"`
+
+	// The secret keys of the application, as the console shows them. The
+	// first is the current key, and the others are previous keys that are
+	// still accepted during a key rotation. A key may be a placeholder
+	// such as {env.USERSIG_KEY} or {file./run/secrets/usersig_key},
+	// replaced once at load time; a key that is empty after replacing is
+	// an error.
+	Keys []string `json:"keys,omitempty"`
+}
+
+// Gateway is the configuration and state shared by the usersig handler
+// and the usersig authentication provider: it reads the credentials of a
+// request, verifies the UserSig and forwards the verified identity.
+type Gateway struct {
+	// The applications whose UserSigs are accepted. At least one is
+	// required.
+	Apps []App `json:"apps,omitempty"`
+
+	// The sources of the SDKAppID, each written "query:NAME",
+	// "header:NAME" or "cookie:NAME". Default: ["query:sdkappid"].
+	SDKAppIDFrom []string `json:"sdkappid_from,omitempty"`
+
+	// The sources of the UserID, in the syntax of sdkappid_from.
+	// Default: ["query:identifier", "query:userid"].
+	UserIDFrom []string `json:"userid_from,omitempty"`
+
+	// The sources of the UserSig, in the syntax of sdkappid_from.
+	// Default: ["query:usersig"].
+	UserSigFrom []string `json:"usersig_from,omitempty"`
+
+	// The kind of token accepted: "usersig" (a plain UserSig),
+	// "privatemapkey" (a UserSig with a privilege map in TLS.userbuf) or
+	// "any". A genuine token of the other kind is rejected with 403.
+	// Default: "usersig".
+	TokenType string `json:"token_type,omitempty"`
+
+	// The tolerated difference between the clocks of the token issuer
+	// and this server. A token stays valid this long after its expiry,
+	// and a token issued more than this far in the future is rejected.
+	// Whole seconds count, so the minimum is 1s. Default: 5m.
+	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+
+	// The maximum lifetime (TLS.expire) of a token. A genuine token with
+	// a longer lifetime is rejected with 403. Whole seconds count.
+	// Default: 0, no limit.
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+
+	// Also accept the standard base64 alphabet ('+', '/', '=') and
+	// missing padding in a token, as some third-party generators write
+	// it. Default: false, only the spelling of Tencent's libraries.
+	LenientBase64 bool `json:"lenient_base64,omitempty"`
+
+	// The number of verified tokens kept in memory, so that a token seen
+	// again costs no HMAC. 0 disables the cache. Default: 10000.
+	CacheSize *int `json:"cache_size,omitempty"`
+
+	// The number of rejected tokens kept in memory, for failures that
+	// cannot change with time (malformed, invalid signature). 0 disables
+	// this cache. Default: 1000.
+	NegativeCacheSize *int `json:"negative_cache_size,omitempty"`
+
+	// How long a rejected token is kept in the negative cache.
+	// Default: 10s.
+	NegativeCacheTTL caddy.Duration `json:"negative_cache_ttl,omitempty"`
+
+	// The request header that carries the verified UserID to the
+	// upstream. Copies sent by the client are removed first, in every
+	// spelling of the name ('_' for '-', any case). "-" sends no header.
+	// Default: "X-UserSig-UserID".
+	UserIDHeader string `json:"userid_header,omitempty"`
+
+	// The request header that carries the verified SDKAppID to the
+	// upstream, handled like userid_header. "-" sends no header.
+	// Default: "X-UserSig-SDKAppID".
+	SDKAppIDHeader string `json:"sdkappid_header,omitempty"`
+
+	// Pass the UserSig on to the upstream. By default it is removed from
+	// the query, header or cookie it came from.
+	KeepUserSig bool `json:"keep_usersig,omitempty"`
+
+	// The realm in the WWW-Authenticate header of a 401 response.
+	// Default: "usersig".
+	Realm string `json:"realm,omitempty"`
+
+	// Verify CORS preflight requests too. By default an OPTIONS request
+	// with Origin and Access-Control-Request-Method headers passes
+	// unchecked, because browsers send preflights without credentials.
+	CheckPreflight bool `json:"check_preflight,omitempty"`
+
+	verifiers   map[uint64]*usersig.Verifier
+	mode        usersig.Mode
+	credentials credentialReader
+	cache       *verifyCache
+	challenge   string // the WWW-Authenticate header of a 401 response
+	logger      *zap.Logger
+}
+
+// Provision fills in defaults, replaces placeholders in the secret keys and
+// builds a verifier per app and new caches.
+func (g *Gateway) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+
+	if g.TokenType == "" {
+		g.TokenType = tokenTypeUserSig
+	}
+	switch g.TokenType {
+	case tokenTypeUserSig:
+		g.mode = usersig.ModeUserSig
+	case tokenTypePrivateMapKey:
+		g.mode = usersig.ModeWithUserBuf
+	case tokenTypeAny:
+		g.mode = usersig.ModeAny
+	}
+	if g.ClockSkew == 0 {
+		g.ClockSkew = caddy.Duration(defaultClockSkew)
+	}
+	if g.NegativeCacheTTL == 0 {
+		g.NegativeCacheTTL = caddy.Duration(defaultNegativeCacheTTL)
+	}
+	if g.UserIDHeader == "" {
+		g.UserIDHeader = defaultUserIDHeader
+	}
+	if g.SDKAppIDHeader == "" {
+		g.SDKAppIDHeader = defaultSDKAppIDHeader
+	}
+	if g.Realm == "" {
+		g.Realm = defaultRealm
+	}
+	g.challenge = `UserSig realm="` + g.Realm + `"`
+	if g.UserIDHeader != disabledHeader {
+		g.UserIDHeader = http.CanonicalHeaderKey(g.UserIDHeader)
+	}
+	if g.SDKAppIDHeader != disabledHeader {
+		g.SDKAppIDHeader = http.CanonicalHeaderKey(g.SDKAppIDHeader)
+	}
+
+	if err := g.provisionSources(); err != nil {
+		return err
+	}
+	if err := g.provisionVerifiers(); err != nil {
+		return err
+	}
+
+	cache, err := newVerifyCache(sizeOrDefault(g.CacheSize, defaultCacheSize),
+		sizeOrDefault(g.NegativeCacheSize, defaultNegativeCacheSize),
+		time.Duration(g.NegativeCacheTTL))
+	if err != nil {
+		return fmt.Errorf("creating the cache: %w", err)
+	}
+	g.cache = cache
+	return nil
+}
+
+func (g *Gateway) provisionSources() error {
+	var err error
+	if g.credentials.sdkAppID, err = parseSources("sdkappid_from", orDefault(g.SDKAppIDFrom, defaultSDKAppIDFrom)); err != nil {
+		return err
+	}
+	if g.credentials.userID, err = parseSources("userid_from", orDefault(g.UserIDFrom, defaultUserIDFrom)); err != nil {
+		return err
+	}
+	if g.credentials.userSig, err = parseSources("usersig_from", orDefault(g.UserSigFrom, defaultUserSigFrom)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// provisionVerifiers builds one verifier per app. Checks that need no
+// placeholder replacement (duplicates, ranges, missing keys) are left to
+// Validate, which runs next: an app that fails them is skipped here.
+func (g *Gateway) provisionVerifiers() error {
+	policy := usersig.Policy{
+		MaxSkew:       time.Duration(g.ClockSkew),
+		MaxLifetime:   time.Duration(g.MaxLifetime),
+		LenientBase64: g.LenientBase64,
+	}
+	repl := caddy.NewReplacer()
+	g.verifiers = make(map[uint64]*usersig.Verifier, len(g.Apps))
+	for _, app := range g.Apps {
+		if _, dup := g.verifiers[app.SDKAppID]; dup || len(app.Keys) == 0 {
+			continue
+		}
+
+		keys := make([]string, len(app.Keys))
+		for i, raw := range app.Keys {
+			// Caddy's {file.*} placeholder drops one trailing newline
+			// (LF or CRLF) of the file itself (replacer.go in v2.11.9).
+			key, err := repl.ReplaceOrErr(raw, true, true)
+			if err != nil {
+				return fmt.Errorf("app %d: secret key %d: replacing placeholders: %w", app.SDKAppID, i+1, err)
+			}
+			if key == "" {
+				return fmt.Errorf("app %d: secret key %d is empty", app.SDKAppID, i+1)
+			}
+			if key == DemoKey {
+				g.logger.Warn("app uses the public demo secret key of Caddyfile.example, with which anyone can issue UserSigs: use it for a local trial only",
+					zap.Uint64("sdkappid", app.SDKAppID), zap.Int("key_number", i+1))
+			}
+			keys[i] = key
+		}
+
+		v, err := usersig.NewVerifier(keys, policy)
+		if err != nil {
+			return fmt.Errorf("app %d: creating verifier: %w", app.SDKAppID, err)
+		}
+		g.verifiers[app.SDKAppID] = v
+	}
+	return nil
+}
+
+// Validate rejects a configuration with no app, a duplicate or
+// out-of-range SDKAppID, an app without keys, an unknown token type,
+// negative sizes or durations, or an unusable header name or realm.
+func (g *Gateway) Validate() error {
+	if len(g.Apps) == 0 {
+		return errors.New("apps: at least one app is required")
+	}
+	seen := make(map[uint64]bool, len(g.Apps))
+	for _, app := range g.Apps {
+		if app.SDKAppID == 0 || app.SDKAppID > math.MaxUint32 {
+			return fmt.Errorf("apps: SDKAppID %d out of range: must be from 1 to %d", app.SDKAppID, uint64(math.MaxUint32))
+		}
+		if seen[app.SDKAppID] {
+			return fmt.Errorf("apps: duplicate SDKAppID %d", app.SDKAppID)
+		}
+		seen[app.SDKAppID] = true
+		if len(app.Keys) == 0 {
+			return fmt.Errorf("app %d: keys: at least one secret key is required", app.SDKAppID)
+		}
+		for i, key := range app.Keys {
+			if key == "" {
+				return fmt.Errorf("app %d: secret key %d is empty", app.SDKAppID, i+1)
+			}
+		}
+	}
+
+	switch g.TokenType {
+	case tokenTypeUserSig, tokenTypePrivateMapKey, tokenTypeAny:
+	default:
+		return fmt.Errorf("token_type: unknown value %q: expected %s, %s or %s", g.TokenType, tokenTypeUserSig, tokenTypePrivateMapKey, tokenTypeAny)
+	}
+
+	if g.ClockSkew < caddy.Duration(time.Second) {
+		return fmt.Errorf("clock_skew: %s is less than the minimum of 1s", time.Duration(g.ClockSkew))
+	}
+	if g.MaxLifetime < 0 || (g.MaxLifetime > 0 && g.MaxLifetime < caddy.Duration(time.Second)) {
+		return fmt.Errorf("max_lifetime: %s must be 0 (no limit) or at least 1s", time.Duration(g.MaxLifetime))
+	}
+	if g.CacheSize != nil && *g.CacheSize < 0 {
+		return fmt.Errorf("cache_size: %d is negative", *g.CacheSize)
+	}
+	if g.NegativeCacheSize != nil && *g.NegativeCacheSize < 0 {
+		return fmt.Errorf("negative_cache_size: %d is negative", *g.NegativeCacheSize)
+	}
+	if g.NegativeCacheTTL < 0 {
+		return fmt.Errorf("negative_cache_ttl: %s is negative", time.Duration(g.NegativeCacheTTL))
+	}
+
+	if g.UserIDHeader != disabledHeader && !validHeaderName(g.UserIDHeader) {
+		return fmt.Errorf("userid_header: %q is not a valid header name", g.UserIDHeader)
+	}
+	if g.SDKAppIDHeader != disabledHeader && !validHeaderName(g.SDKAppIDHeader) {
+		return fmt.Errorf("sdkappid_header: %q is not a valid header name", g.SDKAppIDHeader)
+	}
+	if !validRealm(g.Realm) {
+		return fmt.Errorf("realm: %q must be printable ASCII without '\"' or '\\'", g.Realm)
+	}
+	return nil
+}
+
+// Cleanup empties the caches. The gateway starts no goroutines, so there
+// is nothing else to stop.
+func (g *Gateway) Cleanup() error {
+	if g.cache != nil {
+		g.cache.purge()
+	}
+	return nil
+}
+
+// isPreflight reports whether r is a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions &&
+		r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+func sizeOrDefault(size *int, def int) int {
+	if size == nil {
+		return def
+	}
+	return *size
+}
+
+func orDefault(values, def []string) []string {
+	if len(values) == 0 {
+		return def
+	}
+	return values
+}
+
+// validRealm reports whether realm can be written inside the quoted
+// string of a WWW-Authenticate header without escaping.
+func validRealm(realm string) bool {
+	for i := 0; i < len(realm); i++ {
+		c := realm[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

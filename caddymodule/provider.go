@@ -1,0 +1,65 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+)
+
+func init() {
+	caddy.RegisterModule(Provider{})
+}
+
+// Provider is the UserSig check as a provider of Caddy's authentication
+// handler (http.handlers.authentication), for configurations that combine
+// it with other providers. It reads, verifies and forwards credentials
+// exactly as the usersig handler does.
+//
+// The authentication handler writes the response of a rejected request
+// itself: always 401, with no body. The JSON body and the 403 status for a
+// genuine but disallowed token exist only in the usersig handler. The
+// {http.auth.usersig.error_code} and {http.auth.usersig.error}
+// placeholders are set in both.
+type Provider struct {
+	Gateway
+}
+
+// CaddyModule returns the Caddy module information.
+func (Provider) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.authentication.providers.usersig",
+		New: func() caddy.Module { return new(Provider) },
+	}
+}
+
+// Authenticate verifies the request. A bad credential is not an error of
+// the provider: it returns false with a nil error, so that the
+// authentication handler does not log it at error level.
+func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauth.User, bool, error) {
+	p.removeSpoofedIdentity(r)
+	if !p.CheckPreflight && isPreflight(r) {
+		return caddyauth.User{}, true, nil
+	}
+
+	claims, fail := p.authenticate(r, time.Now())
+	if fail != nil {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			setFailurePlaceholders(repl, fail)
+		}
+		w.Header().Set("WWW-Authenticate", p.challenge)
+		return caddyauth.User{}, false, nil
+	}
+
+	p.forwardIdentity(r, claims)
+	return caddyauth.User{ID: claims.UserID, Metadata: userMetadata(claims)}, true, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner       = (*Provider)(nil)
+	_ caddy.Validator         = (*Provider)(nil)
+	_ caddy.CleanerUpper      = (*Provider)(nil)
+	_ caddyauth.Authenticator = (*Provider)(nil)
+)
