@@ -197,21 +197,57 @@ func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 		HasUserBuf: d.hasUserBuf,
 		KeyIndex:   keyIndex,
 	}
-	now := r.Now.Unix()
-	deadline := expiresAt(d.time, d.expire)
-	if skew := int64(v.policy.MaxSkew / time.Second); skew > 0 {
-		deadline = expiresAt(deadline, skew)
-	}
-	if now > deadline {
-		return c, errExpired
-	}
-	if err := v.checkPolicy(&d, now); err != nil {
+	if err := v.checkTime(d.time, d.expire, r.Now.Unix()); err != nil {
 		return c, err
 	}
-	if err := checkMode(&d, r, &c); err != nil {
+	if d.hasUserBuf && r.Mode != ModeUserSig {
+		buf, err := decodeUserBuf(d.userBuf)
+		if err != nil {
+			return c, err
+		}
+		c.UserBuf = buf
+	}
+	if err := checkMode(c, r); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// Check runs on claims that an earlier Verify returned without error the
+// checks that depend on the request and the time: SDKAppID, UserID,
+// expiry, policy and mode, in Verify's order. It returns the error that
+// Verify would return for the same token and request, so a cache of
+// verified claims gives the same answers as verifying again.
+func (v *Verifier) Check(c Claims, r Request) error {
+	if c.SDKAppID != r.SDKAppID {
+		return errSDKAppID
+	}
+	if c.UserID != r.UserID {
+		return errIdentifier
+	}
+	if err := v.checkTime(c.Time, c.Expire, r.Now.Unix()); err != nil {
+		return err
+	}
+	return checkMode(c, r)
+}
+
+// checkTime checks the expiry, with the clock skew, and the policy limits.
+func (v *Verifier) checkTime(issued, expire, now int64) error {
+	skew := int64(v.policy.MaxSkew / time.Second)
+	deadline := expiresAt(issued, expire)
+	if skew > 0 {
+		deadline = expiresAt(deadline, skew)
+	}
+	if now > deadline {
+		return errExpired
+	}
+	if skew > 0 && issued > expiresAt(now, skew) {
+		return errFuture
+	}
+	if limit := int64(v.policy.MaxLifetime / time.Second); limit > 0 && expire > limit {
+		return errLifetimeLong
+	}
+	return nil
 }
 
 // decodeRaw runs the decoding steps shared by Verify and Decode.
@@ -260,44 +296,16 @@ func (v *Verifier) checkSignature(d *rawDoc, s *scratch) (int, error) {
 	return -1, errSignature
 }
 
-func (v *Verifier) checkPolicy(d *rawDoc, now int64) error {
-	if skew := int64(v.policy.MaxSkew / time.Second); skew > 0 {
-		if d.time > expiresAt(now, skew) {
-			return errFuture
-		}
-	}
-	if limit := int64(v.policy.MaxLifetime / time.Second); limit > 0 {
-		if d.expire > limit {
-			return errLifetimeLong
-		}
-	}
-	return nil
-}
-
-func checkMode(d *rawDoc, r Request, c *Claims) error {
-	switch r.Mode {
-	case ModeUserSig:
-		if d.hasUserBuf {
-			return errHasUserBuf
-		}
-		return nil
-	case ModeWithUserBuf:
-		if !d.hasUserBuf {
-			return errNoUserBuf
-		}
-	}
-	if !d.hasUserBuf {
-		return nil
-	}
-
-	buf, err := decodeUserBuf(d.userBuf)
-	if err != nil {
-		return err
-	}
-	if r.MatchUserBuf && string(buf) != string(r.UserBuf) {
+// checkMode applies r.Mode and r.MatchUserBuf to the claims.
+func checkMode(c Claims, r Request) error {
+	switch {
+	case r.Mode == ModeUserSig && c.HasUserBuf:
+		return errHasUserBuf
+	case r.Mode == ModeWithUserBuf && !c.HasUserBuf:
+		return errNoUserBuf
+	case c.HasUserBuf && r.MatchUserBuf && string(c.UserBuf) != string(r.UserBuf):
 		return errUserBufDiff
 	}
-	c.UserBuf = buf
 	return nil
 }
 

@@ -356,3 +356,42 @@ func TestIssueRejectsInvalidInput(t *testing.T) {
 		t.Errorf("time before 1970: %v", err)
 	}
 }
+
+// TestCheckAgreesWithVerify checks that Check on verified claims returns
+// what Verify returns for the same token and request.
+func TestCheckAgreesWithVerify(t *testing.T) {
+	v := mustVerifier(t, Policy{MaxSkew: time.Minute, MaxLifetime: time.Hour}, testKey)
+	tokens := map[string]string{
+		"plain":  mustIssue(t, testKey, Params{SDKAppID: testSDKAppID, UserID: "u", Expire: 600, Time: testNow}),
+		"buf":    mustIssue(t, testKey, Params{SDKAppID: testSDKAppID, UserID: "u", Expire: 600, Time: testNow, UserBuf: []byte{9}}),
+		"long":   mustIssue(t, testKey, Params{SDKAppID: testSDKAppID, UserID: "u", Expire: 7200, Time: testNow}),
+		"future": mustIssue(t, testKey, Params{SDKAppID: testSDKAppID, UserID: "u", Expire: 600, Time: testNow.Add(10 * time.Minute)}),
+	}
+	requests := map[string]Request{
+		"same":          {SDKAppID: testSDKAppID, UserID: "u", Now: testNow, Mode: ModeAny},
+		"other user":    {SDKAppID: testSDKAppID, UserID: "v", Now: testNow, Mode: ModeAny},
+		"other app":     {SDKAppID: testSDKAppID + 1, UserID: "u", Now: testNow, Mode: ModeAny},
+		"at expiry":     {SDKAppID: testSDKAppID, UserID: "u", Now: testNow.Add(11 * time.Minute), Mode: ModeAny},
+		"after expiry":  {SDKAppID: testSDKAppID, UserID: "u", Now: testNow.Add(11*time.Minute + time.Second), Mode: ModeAny},
+		"plain only":    {SDKAppID: testSDKAppID, UserID: "u", Now: testNow, Mode: ModeUserSig},
+		"userbuf only":  {SDKAppID: testSDKAppID, UserID: "u", Now: testNow, Mode: ModeWithUserBuf},
+		"userbuf match": {SDKAppID: testSDKAppID, UserID: "u", Now: testNow, Mode: ModeWithUserBuf, MatchUserBuf: true, UserBuf: []byte{9}},
+		"userbuf other": {SDKAppID: testSDKAppID, UserID: "u", Now: testNow, Mode: ModeWithUserBuf, MatchUserBuf: true, UserBuf: []byte{8}},
+	}
+	for tokenName, token := range tokens {
+		// Claims as a cache would hold them: verified in ModeAny at a
+		// time when the token was acceptable.
+		issued, _ := Decode(token, false)
+		claims, err := mustVerifier(t, Policy{}, testKey).Verify(token, Request{SDKAppID: testSDKAppID, UserID: "u", Now: time.Unix(issued.Time, 0), Mode: ModeAny})
+		if err != nil {
+			t.Fatalf("%s: %v", tokenName, err)
+		}
+		for requestName, r := range requests {
+			_, want := v.Verify(token, r)
+			got := v.Check(claims, r)
+			if got != want {
+				t.Errorf("%s, %s: Check gives %v, Verify gives %v", tokenName, requestName, got, want)
+			}
+		}
+	}
+}
