@@ -46,7 +46,7 @@ func (g *Gateway) authenticate(r *http.Request, now time.Time) (usersig.Claims, 
 	// The token type is checked here rather than by Verify, so that the
 	// cache stores genuine tokens of either type and a PrivateMapKey sent
 	// again is rejected without another HMAC.
-	claims, fail := g.cache.verify(verifier, creds.userSig, usersig.Request{
+	claims, fail, _ := g.cache.verify(verifier, creds.userSig, usersig.Request{
 		SDKAppID: sdkAppID,
 		UserID:   creds.userID,
 		Now:      now,

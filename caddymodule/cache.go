@@ -92,25 +92,36 @@ func newVerifyCache(size, rejectSize int, rejectTTL time.Duration) (*verifyCache
 	return c, nil
 }
 
+// cacheOutcome says how verifyCache.verify found its result.
+type cacheOutcome int
+
+const (
+	cacheMiss      cacheOutcome = iota // this request verified the token
+	cacheHit                           // a stored genuine token
+	cacheRejectHit                     // a stored failure
+	cacheShared                        // waited for another request's verification
+)
+
 // verify checks token against req with v, using and filling the cache.
 // req.Mode should be usersig.ModeAny: the cache stores claims whatever the
 // token type, and the caller checks the type on every result.
-func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Request) (usersig.Claims, *failure) {
+func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Request) (usersig.Claims, *failure, cacheOutcome) {
 	skew := skewSeconds(v)
-	if claims, fail, ok := c.lookup(token, req, skew); ok {
-		return claims, fail
+	if claims, fail, outcome, ok := c.lookup(token, req, skew); ok {
+		return claims, fail, outcome
 	}
 
 	c.mu.Lock()
 	if f, ok := c.flights[token]; ok {
 		c.mu.Unlock()
-		return c.follow(f, v, token, req, skew)
+		claims, fail := c.follow(f, v, token, req, skew)
+		return claims, fail, cacheShared
 	}
 	// A flight that ended between the lookup above and taking the lock
 	// has already stored its result, so look again before starting one.
-	if claims, fail, ok := c.lookup(token, req, skew); ok {
+	if claims, fail, outcome, ok := c.lookup(token, req, skew); ok {
 		c.mu.Unlock()
-		return claims, fail
+		return claims, fail, outcome
 	}
 	f := &flight{done: make(chan struct{}), sdkAppID: req.SDKAppID, userID: req.UserID}
 	c.flights[token] = f
@@ -124,7 +135,7 @@ func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Requ
 	}()
 	f.claims, f.fail = c.verifyAndStore(v, token, req)
 	f.finished = true
-	return f.claims, f.fail
+	return f.claims, f.fail, cacheMiss
 }
 
 // follow waits for another request's verification of the same token and
@@ -145,9 +156,9 @@ func (c *verifyCache) follow(f *flight, v *usersig.Verifier, token string, req u
 	}
 }
 
-// lookup returns the stored result for token, checked against req, and
-// whether there was one.
-func (c *verifyCache) lookup(token string, req usersig.Request, skew int64) (usersig.Claims, *failure, bool) {
+// lookup returns the stored result for token, checked against req, which
+// kind of entry held it, and whether there was one.
+func (c *verifyCache) lookup(token string, req usersig.Request, skew int64) (usersig.Claims, *failure, cacheOutcome, bool) {
 	if c.claims != nil {
 		if claims, ok := c.claims.Get(token); ok {
 			if isExpired(claims, req.Now.Unix(), skew) {
@@ -157,7 +168,7 @@ func (c *verifyCache) lookup(token string, req usersig.Request, skew int64) (use
 				c.claims.Remove(token)
 			}
 			claims, fail := checkClaims(claims, req, skew)
-			return claims, fail, true
+			return claims, fail, cacheHit, true
 		}
 	}
 
@@ -165,12 +176,12 @@ func (c *verifyCache) lookup(token string, req usersig.Request, skew int64) (use
 		if r, ok := c.rejects.Get(token); ok {
 			if req.Now.Sub(r.storedAt) > c.rejectTTL {
 				c.rejects.Remove(token)
-				return usersig.Claims{}, nil, false
+				return usersig.Claims{}, nil, cacheMiss, false
 			}
-			return usersig.Claims{}, r.check(req), true
+			return usersig.Claims{}, r.check(req), cacheRejectHit, true
 		}
 	}
-	return usersig.Claims{}, nil, false
+	return usersig.Claims{}, nil, cacheMiss, false
 }
 
 // check returns the failure that verifying the token again for req would
