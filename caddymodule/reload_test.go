@@ -113,9 +113,12 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 	}
 
+	// Caddy may close the admin API's idle connections while it applies a
+	// new config, so each reload goes over a new connection.
+	adminClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	const reloads = 6
 	for i := range reloads {
-		resp, err := s.client.Post("http://"+s.adminAddr+"/load", "application/json", bytes.NewReader(configs[i%2]))
+		resp, err := adminClient.Post("http://"+s.adminAddr+"/load", "application/json", bytes.NewReader(configs[i%2]))
 		if err != nil {
 			t.Errorf("reload %d: %v", i, err)
 			continue
