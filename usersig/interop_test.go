@@ -79,9 +79,9 @@ func issueLike(t *testing.T, v vector) string {
 	return token
 }
 
-// TestIssueMatchesGoLibraryJSON checks that the JSON we write is byte for
-// byte the document of Tencent's Go library v1.4.0, for every vector in
-// which that library left no member out.
+// TestIssueMatchesGoLibraryJSON checks that the JSON and the whole token
+// we issue are byte for byte those of Tencent's Go library v1.4.0, for
+// every vector in which that library left no member out.
 func TestIssueMatchesGoLibraryJSON(t *testing.T) {
 	compared := 0
 	for _, v := range loadVectors(t) {
@@ -93,9 +93,14 @@ func TestIssueMatchesGoLibraryJSON(t *testing.T) {
 		if omitted || v.API == "pmk_str" && *v.RoomStr == "" {
 			continue
 		}
-		got := inflateToken(t, issueLike(t, v))
+		token := issueLike(t, v)
+		got := inflateToken(t, token)
 		if got != v.DecodedJSON {
 			t.Errorf("%s:\n got %q\nwant %q", v.name(), got, v.DecodedJSON)
+		}
+		// Both store the JSON in the same uncompressed zlib framing.
+		if token != v.UserSig {
+			t.Errorf("%s: token differs from the Go library's:\n got %s\nwant %s", v.name(), token, v.UserSig)
 		}
 		compared++
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/adler32"
 	"strconv"
 	"sync"
 	"time"
@@ -31,12 +33,19 @@ type Params struct {
 	// empty non-nil slice gives "TLS.userbuf":"". A nil UserBuf gives a
 	// plain UserSig.
 	UserBuf []byte
+
+	// CompressionLevel is the zlib level, from 0 to 9. The default 0
+	// stores the JSON uncompressed, as Tencent's Go library v1.4.0 does:
+	// issuing is then about five times faster, and a typical token is
+	// about 60 characters longer than at level 6.
+	CompressionLevel int
 }
 
 // Errors returned when issuing a token.
 var (
 	ErrInvalidUserID = errors.New("usersig: UserID is not valid UTF-8")
 	ErrInvalidTime   = errors.New("usersig: issue time is before 1970")
+	ErrInvalidLevel  = errors.New("usersig: compression level is not between 0 and 9")
 )
 
 // Signer issues tokens with one secret key. It is safe for concurrent use.
@@ -66,12 +75,14 @@ func Issue(key string, p Params) (string, error) {
 // Issue returns a new token. The JSON document is the one that Tencent's
 // Go library v1.4.0 writes (member order, escaping and trailing newline),
 // except that members are never left out when empty or zero, so every
-// official verifier accepts the token. The compression level differs from
-// that library, which stores the JSON uncompressed; any zlib stream is
-// valid.
+// official verifier accepts the token. At the default compression level
+// the whole token is the one that library issues for the same inputs.
 func (s *Signer) Issue(p Params) (string, error) {
 	if !utf8.ValidString(p.UserID) {
 		return "", ErrInvalidUserID
+	}
+	if p.CompressionLevel < 0 || p.CompressionLevel > 9 {
+		return "", ErrInvalidLevel
 	}
 	t := p.Time
 	if t.IsZero() {
@@ -95,7 +106,7 @@ func (s *Signer) Issue(p Params) (string, error) {
 
 	doc := appendDocument(make([]byte, 0, 160+len(p.UserID)+len(userBufText)),
 		p.UserID, p.SDKAppID, issued, p.Expire, userBufText, hasUserBuf, sig)
-	return compressAndEncode(doc), nil
+	return compressAndEncode(doc, p.CompressionLevel), nil
 }
 
 func appendDocument(dst []byte, userID string, sdkAppID uint64, issued, expire int64, userBufText []byte, hasUserBuf bool, sig []byte) []byte {
@@ -134,23 +145,51 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-var zlibWriters = sync.Pool{New: func() any {
-	w, _ := zlib.NewWriterLevel(nil, zlib.DefaultCompression) // the level is valid
-	return w
-}}
+// zlibWriters holds a pool of writers for each compression level 1 to 9.
+var zlibWriters [10]sync.Pool
 
-// compressAndEncode deflates doc into a zlib stream and encodes it in the
-// outer alphabet.
-func compressAndEncode(doc []byte) string {
-	var z bytes.Buffer
-	z.Grow(len(doc) + 32)
-	w := zlibWriters.Get().(*zlib.Writer)
-	w.Reset(&z)
-	w.Write(doc) // writes to a bytes.Buffer do not fail
-	w.Close()
-	zlibWriters.Put(w)
+func init() {
+	for level := 1; level <= 9; level++ {
+		zlibWriters[level].New = func() any {
+			w, _ := zlib.NewWriterLevel(nil, level) // the level is valid
+			return w
+		}
+	}
+}
 
-	return string(encodeOuter(make([]byte, 0, base64.StdEncoding.EncodedLen(z.Len())), z.Bytes()))
+// compressAndEncode wraps doc in a zlib stream at the given level and
+// encodes it in the outer alphabet.
+func compressAndEncode(doc []byte, level int) string {
+	var z []byte
+	if level == 0 {
+		z = appendStoredZlib(make([]byte, 0, len(doc)+16+len(doc)/65535*5), doc)
+	} else {
+		var buf bytes.Buffer
+		buf.Grow(len(doc) + 32)
+		w := zlibWriters[level].Get().(*zlib.Writer)
+		w.Reset(&buf)
+		w.Write(doc) // writes to a bytes.Buffer do not fail
+		w.Close()
+		zlibWriters[level].Put(w)
+		z = buf.Bytes()
+	}
+	return string(encodeOuter(make([]byte, 0, base64.StdEncoding.EncodedLen(len(z))), z))
+}
+
+// appendStoredZlib appends a zlib stream that holds data in stored
+// (uncompressed) DEFLATE blocks, framed as Go's compress/flate frames them
+// at level 0: full blocks, then an empty final block. The output is the
+// one of Tencent's Go library v1.4.0 for the same data.
+func appendStoredZlib(dst, data []byte) []byte {
+	dst = append(dst, 0x78, 0x01) // deflate, 32 KiB window, no dictionary, fastest
+	for rest := data; len(rest) > 0; {
+		n := min(len(rest), 0xFFFF)
+		dst = append(dst, 0x00, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
+		dst = append(dst, rest[:n]...)
+		rest = rest[n:]
+	}
+	dst = append(dst, 0x01, 0x00, 0x00, 0xFF, 0xFF)
+	return binary.BigEndian.AppendUint32(dst, adler32.Checksum(data))
 }
 
 // encodeOuter appends the outer encoding of b: standard base64 with

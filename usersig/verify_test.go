@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"errors"
+	"io"
 	"math"
 	"runtime"
 	"strings"
@@ -348,6 +349,33 @@ func TestVerifyAllocations(t *testing.T) {
 	}
 }
 
+func TestIssueCompressionLevels(t *testing.T) {
+	v := mustVerifier(t, Policy{}, testKey)
+	lengths := map[int]int{}
+	for level := 0; level <= 9; level++ {
+		token := mustIssue(t, testKey, Params{SDKAppID: testSDKAppID, UserID: "xiaojun", Expire: 60, Time: testNow, CompressionLevel: level})
+		if _, err := v.Verify(token, Request{SDKAppID: testSDKAppID, UserID: "xiaojun", Now: testNow}); err != nil {
+			t.Errorf("level %d: %v", level, err)
+		}
+		lengths[level] = len(token)
+	}
+	if lengths[6] >= lengths[0] {
+		t.Errorf("level 6 token (%d characters) is not shorter than the stored one (%d)", lengths[6], lengths[0])
+	}
+	for _, level := range []int{-1, 10} {
+		if _, err := Issue(testKey, Params{UserID: "u", Time: testNow, CompressionLevel: level}); !errors.Is(err, ErrInvalidLevel) {
+			t.Errorf("level %d: got %v, want ErrInvalidLevel", level, err)
+		}
+	}
+
+	// A document longer than one stored block (65535 bytes) is split.
+	long := strings.Repeat("x", 70000)
+	stored := appendStoredZlib(nil, []byte(long))
+	if got, err := inflateUnbounded(stored); err != nil || string(got) != long {
+		t.Errorf("two stored blocks: %d bytes, %v", len(got), err)
+	}
+}
+
 func TestIssueRejectsInvalidInput(t *testing.T) {
 	if _, err := Issue(testKey, Params{UserID: "bad\xffutf8", Time: testNow}); !errors.Is(err, ErrInvalidUserID) {
 		t.Errorf("invalid UTF-8: %v", err)
@@ -394,4 +422,14 @@ func TestCheckAgreesWithVerify(t *testing.T) {
 			}
 		}
 	}
+}
+
+// inflateUnbounded inflates z with the standard library, for checking
+// streams larger than MaxDocumentSize.
+func inflateUnbounded(z []byte) ([]byte, error) {
+	r, err := zlib.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
 }
