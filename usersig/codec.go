@@ -185,7 +185,8 @@ func decodeBase64[T string | []byte](src T, lenient bool, s *scratch) ([]byte, e
 	return dst, nil
 }
 
-// classify tells a character outside the alphabet from misplaced padding.
+// classify distinguishes a character outside the alphabet from misplaced
+// padding.
 func classify(a, b, c, d byte) error {
 	if a == invalidTag || b == invalidTag || c == invalidTag || d == invalidTag {
 		return errAlphabet

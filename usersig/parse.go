@@ -274,9 +274,9 @@ func (p *parser) parseInteger() (neg bool, mag uint64, ok bool) {
 }
 
 // parseString reads a JSON string at p.i and returns its unescaped bytes.
-// A string without escapes is returned as a slice of the document; one
-// with escapes is unescaped into s.str, which has room for every string of
-// the document, so earlier results stay valid.
+// A string without escapes is returned as a slice of the document. A
+// string with escapes is unescaped into s.str, which has room for every
+// string of the document, so earlier results stay valid.
 func (p *parser) parseString() ([]byte, error) {
 	b := p.b
 	if p.i >= len(b) || b[p.i] != '"' {

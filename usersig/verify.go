@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Mode says which kind of token Verify accepts.
+// Mode selects which kind of token Verify accepts.
 type Mode int
 
 const (
@@ -50,7 +50,8 @@ type Policy struct {
 	LenientBase64 bool
 }
 
-// Request is what Verify checks a token against.
+// Request holds the expected SDKAppID and UserID, the current time and the
+// accepted token type, against which Verify checks a token.
 type Request struct {
 	// SDKAppID is the application the token must be issued for.
 	SDKAppID uint64
@@ -72,7 +73,7 @@ type Request struct {
 	UserBuf      []byte
 }
 
-// Claims is what a verified token asserts.
+// Claims are the fields of a verified token.
 type Claims struct {
 	SDKAppID uint64 // TLS.sdkappid
 	UserID   string // TLS.identifier
@@ -163,9 +164,9 @@ func (v *Verifier) Policy() Policy { return v.policy }
 // HMAC before the expiry keeps a forger from learning anything but
 // "invalid signature".
 //
-// Every returned error is an *Error. After a failure that comes once the
-// signature has matched (expiry, policy, mode), the returned Claims are
-// filled in, KeyIndex included; after any other failure they are zero.
+// Every returned error is an *Error. A failure of the expiry, policy or
+// mode check comes after the signature matched, so the returned Claims are
+// filled in, KeyIndex included. After any other failure they are zero.
 func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 	s := getScratch()
 	defer putScratch(s)
@@ -217,7 +218,7 @@ func (v *Verifier) Verify(token string, r Request) (Claims, error) {
 // checks that depend on the request and the time: SDKAppID, UserID,
 // expiry, policy and mode, in Verify's order. It returns the error that
 // Verify would return for the same token and request, so a cache of
-// verified claims gives the same answers as verifying again.
+// verified claims returns the same results as verifying again.
 func (v *Verifier) Check(c Claims, r Request) error {
 	if c.SDKAppID != r.SDKAppID {
 		return errSDKAppID
