@@ -18,47 +18,97 @@ import (
 // that a log entry keeps, because both are client input.
 const maxLoggedBytes = 64
 
-// authenticate reads the credentials of r and verifies them. It does not
-// change r.
-func (g *Gateway) authenticate(r *http.Request, now time.Time) (usersig.Claims, *failure) {
-	creds, fail := g.credentials.read(r)
+// authResult is the outcome of authenticate for one request.
+type authResult struct {
+	// claims are the verified claims, and grant the rights of a valid
+	// privilege map (nil without one). Both are only set on success.
+	claims usersig.Claims
+	grant  *privilegeGrant
+
+	// anonymous is true when the request carries none of the three
+	// credentials, which the optional mode lets pass.
+	anonymous bool
+
+	creds credentials // as read from the request, for the log
+}
+
+// authenticate checks the credentials of r, logs a failure and records
+// how long the check took. now is the time to verify against, taken just
+// before the call. It does not change r.
+func (g *Gateway) authenticate(r *http.Request, now time.Time) (authResult, *failure) {
+	res, fail := g.check(r, now)
+	metricVerifyDuration.Observe(time.Since(now).Seconds())
 	if fail != nil {
-		return usersig.Claims{}, g.reject(fail, creds)
+		g.logFailure(fail, res.creds, g.passesWithout(res.anonymous))
+	}
+	return res, fail
+}
+
+// check runs the checks of a request in order: read the credentials,
+// verify the UserSig through the cache, then apply the token type and
+// the privilege requirements. The first failure is returned.
+func (g *Gateway) check(r *http.Request, now time.Time) (authResult, *failure) {
+	creds, fail := g.credentials.read(r)
+	res := authResult{creds: creds}
+	if fail != nil {
+		return res, fail
+	}
+	if creds.userSig == "" && creds.sdkAppID == "" && creds.userID == "" {
+		res.anonymous = true
+		return res, failMissingUserSig
 	}
 	if creds.userSig == "" {
-		return usersig.Claims{}, g.reject(failMissingUserSig, creds)
+		return res, failMissingUserSig
 	}
 	if creds.sdkAppID == "" {
-		return usersig.Claims{}, g.reject(failMissingAppID, creds)
+		return res, failMissingAppID
 	}
 	sdkAppID, err := strconv.ParseUint(creds.sdkAppID, 10, 64)
 	if err != nil {
-		return usersig.Claims{}, g.reject(failInvalidAppID, creds)
+		return res, failInvalidAppID
 	}
 	verifier, ok := g.verifiers[sdkAppID]
 	if !ok {
-		return usersig.Claims{}, g.reject(failUnknownAppID, creds)
+		return res, failUnknownAppID
 	}
 	if creds.userID == "" {
-		return usersig.Claims{}, g.reject(failMissingUserID, creds)
+		return res, failMissingUserID
 	}
 
-	// The token type is checked here rather than by Verify, so that the
+	// The token type is checked below rather than by Verify, so that the
 	// cache stores genuine tokens of either type and a PrivateMapKey sent
 	// again is rejected without another HMAC.
-	claims, fail, _ := g.cache.verify(verifier, creds.userSig, usersig.Request{
+	claims, fail, outcome := g.cache.verify(verifier, creds.userSig, usersig.Request{
 		SDKAppID: sdkAppID,
 		UserID:   creds.userID,
 		Now:      now,
 		Mode:     usersig.ModeAny,
 	})
-	if fail == nil {
-		fail = checkTokenType(g.mode, claims)
-	}
+	countCacheLookup(outcome)
 	if fail != nil {
-		return usersig.Claims{}, g.reject(fail, creds)
+		return res, fail
 	}
-	return claims, nil
+	g.countKeyMatch(claims)
+
+	if fail := checkTokenType(g.tokenMode, claims); fail != nil {
+		return res, fail
+	}
+	grant, fail := checkPrivileges(r, claims, g.requirement)
+	if fail != nil {
+		return res, fail
+	}
+	res.claims = claims
+	res.grant = grant
+	return res, nil
+}
+
+// countKeyMatch counts a genuine token in key_matches_total under its
+// SDKAppID and the index of the key that verified it.
+func (g *Gateway) countKeyMatch(claims usersig.Claims) {
+	series := g.keyMatches[claims.SDKAppID]
+	if claims.KeyIndex >= 0 && claims.KeyIndex < len(series) {
+		series[claims.KeyIndex].Inc()
+	}
 }
 
 // checkTokenType applies the token_type setting to a genuine token, as
@@ -73,13 +123,19 @@ func checkTokenType(mode usersig.Mode, claims usersig.Claims) *failure {
 	return nil
 }
 
-// reject logs a rejected request at debug level and returns f. A bad
-// credential is the client's mistake, not a fault of the server, so it is
-// not logged at a higher level. The log never holds the UserSig, only its
-// length and a hash prefix to tell repeated tokens apart.
-func (g *Gateway) reject(f *failure, creds credentials) *failure {
-	if c := g.logger.Check(zapcore.DebugLevel, "UserSig rejected"); c != nil {
+// logFailure logs a failed check at debug level. A bad credential is the
+// client's mistake, not a fault of the server, so it is not logged at a
+// higher level. passed reports whether the mode lets the request go
+// on anyway. The log never holds the UserSig, only its length and a hash
+// prefix to tell repeated tokens apart.
+func (g *Gateway) logFailure(f *failure, creds credentials, passed bool) {
+	message := "UserSig rejected"
+	if passed {
+		message = "UserSig not valid, request passed on"
+	}
+	if c := g.logger.Check(zapcore.DebugLevel, message); c != nil {
 		fields := []zap.Field{
+			zap.String("mode", g.Mode),
 			zap.String("sdkappid", truncate(creds.sdkAppID, maxLoggedBytes)),
 			zap.String("userid", truncate(creds.userID, maxLoggedBytes)),
 			zap.String("result", f.result),
@@ -94,7 +150,6 @@ func (g *Gateway) reject(f *failure, creds credentials) *failure {
 		}
 		c.Write(fields...)
 	}
-	return f
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -34,6 +35,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    userid_from <source>...
 //	    usersig_from <source>...
 //	    token_type usersig|privatemapkey|any
+//	    require_room <source>|<placeholder>
+//	    require_privilege <name>[,<name>...]|<number>
+//	    mode enforce|optional|annotate
 //	    clock_skew <duration>
 //	    max_lifetime <duration>
 //	    lenient_base64
@@ -49,7 +53,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // Each app line adds one application; at least one is required. A
 // <source> is query:<name>, header:<name> or cookie:<name>. Keys may be
-// placeholders such as {env.USERSIG_KEY}, replaced at load time.
+// placeholders such as {env.USERSIG_KEY}, replaced at load time. The room
+// of require_room may also be a placeholder such as
+// {http.request.uri.path.1}, evaluated for each request. The privileges
+// of require_privilege may be given as several arguments, which are
+// joined with commas.
 func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
 	if d.NextArg() {
@@ -81,6 +89,22 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = unmarshalString(d, &g.TokenType)
 			if err == nil && g.TokenType != tokenTypeUserSig && g.TokenType != tokenTypePrivateMapKey && g.TokenType != tokenTypeAny {
 				err = d.Errf("token_type: unknown value %q: expected %s, %s or %s", g.TokenType, tokenTypeUserSig, tokenTypePrivateMapKey, tokenTypeAny)
+			}
+		case "require_room":
+			err = unmarshalString(d, &g.RequireRoom)
+			if err == nil {
+				if _, parseErr := parseRoomSource(g.RequireRoom); parseErr != nil {
+					err = d.Errf("require_room: %v", parseErr)
+				}
+			}
+		case "require_privilege":
+			err = g.unmarshalRequirePrivilege(d)
+		case "mode":
+			err = unmarshalString(d, &g.Mode)
+			if err == nil {
+				if modeErr := validateMode(g.Mode); modeErr != nil {
+					err = d.Err(modeErr.Error())
+				}
 			}
 		case "clock_skew":
 			err = unmarshalDuration(d, &g.ClockSkew)
@@ -118,6 +142,23 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(g.Apps) == 0 {
 		return d.Err("at least one app is required: app <sdkappid> <key>")
 	}
+	if err := checkTokenTypeAllowsRequirement(g.TokenType, g.RequireRoom != "" || g.RequirePrivilege != ""); err != nil {
+		return d.Err(err.Error())
+	}
+	return nil
+}
+
+// unmarshalRequirePrivilege parses "require_privilege <privileges>...".
+func (g *Gateway) unmarshalRequirePrivilege(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	text := strings.Join(args, ",")
+	if _, err := parseRequiredPrivileges(text); err != nil {
+		return d.Errf("require_privilege: %v", err)
+	}
+	g.RequirePrivilege = text
 	return nil
 }
 

@@ -26,6 +26,9 @@ func TestUnmarshalCaddyfileAllOptions(t *testing.T) {
 		userid_from query:uid cookie:uid
 		usersig_from header:x-usersig
 		token_type privatemapkey
+		require_room query:room
+		require_privilege enter send-audio
+		mode annotate
 		clock_skew 30s
 		max_lifetime 24h
 		lenient_base64
@@ -53,6 +56,9 @@ func TestUnmarshalCaddyfileAllOptions(t *testing.T) {
 		UserIDFrom:        []string{"query:uid", "cookie:uid"},
 		UserSigFrom:       []string{"header:x-usersig"},
 		TokenType:         "privatemapkey",
+		RequireRoom:       "query:room",
+		RequirePrivilege:  "enter,send-audio",
+		Mode:              "annotate",
 		ClockSkew:         caddy.Duration(30 * time.Second),
 		MaxLifetime:       caddy.Duration(24 * time.Hour),
 		LenientBase64:     true,
@@ -115,6 +121,18 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"repeated option", "usersig {\n app 1 a\n realm a\n realm b\n}", "realm: set more than once"},
 		{"flag argument", "usersig {\n app 1 a\n lenient_base64 yes\n}", "wrong argument count"},
 		{"directive argument", "usersig strict {\n app 1 a\n}", "wrong argument count"},
+		{"room source kind", "usersig {\n app 1 a\n require_room body:room\n}", `require_room: invalid source "body:room": unknown kind "body"`},
+		{"room source bare", "usersig {\n app 1 a\n require_room room\n}", `require_room: invalid source "room"`},
+		{"room placeholder unclosed", "usersig {\n app 1 a\n require_room {http.request.uri.path.1\n}", `require_room: invalid source`},
+		{"room two arguments", "usersig {\n app 1 a\n require_room query:a query:b\n}", "wrong argument count"},
+		{"privilege name", "usersig {\n app 1 a\n require_privilege enter,speak\n}", `require_privilege: unknown privilege "speak"`},
+		{"privilege zero", "usersig {\n app 1 a\n require_privilege 0\n}", `require_privilege: "0" requires no privilege`},
+		{"privilege undefined bits", "usersig {\n app 1 a\n require_privilege 0x100\n}", `require_privilege: "0x100" has undefined privilege bits 0x100`},
+		{"privilege missing", "usersig {\n app 1 a\n require_privilege\n}", "wrong argument count"},
+		{"mode", "usersig {\n app 1 a\n mode strict\n}", `mode: unknown value "strict": expected enforce, optional or annotate`},
+		{"repeated mode", "usersig {\n app 1 a\n mode optional\n mode annotate\n}", "mode: set more than once"},
+		{"token type usersig with room", "usersig {\n app 1 a\n token_type usersig\n require_room query:room\n}", "token_type: usersig conflicts with require_room and require_privilege"},
+		{"token type any with privilege", "usersig {\n app 1 a\n require_privilege enter\n token_type any\n}", "token_type: any conflicts with require_room and require_privilege"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,25 +216,35 @@ func TestLoadErrors(t *testing.T) {
 		name    string
 		handler string
 		want    string
+		only    string // "provider" for a row that only the provider rejects
 	}{
-		{"no app", `{}`, "apps: at least one app is required"},
-		{"empty key", `{"apps":[{"sdkappid":1400000001,"keys":[""]}]}`, "app 1400000001: secret key 1 is empty"},
-		{"no keys", `{"apps":[{"sdkappid":1400000001}]}`, "app 1400000001: keys: at least one secret key is required"},
-		{"duplicate SDKAppID", `{"apps":[{"sdkappid":1400000001,"keys":["a"]},{"sdkappid":1400000001,"keys":["b"]}]}`, "apps: duplicate SDKAppID 1400000001"},
-		{"SDKAppID out of range", `{"apps":[{"sdkappid":4294967296,"keys":["a"]}]}`, "apps: SDKAppID 4294967296 out of range"},
-		{"SDKAppID zero", `{"apps":[{"keys":["a"]}]}`, "apps: SDKAppID 0 out of range"},
-		{"key placeholder empty", `{"apps":[{"sdkappid":1400000001,"keys":["{env.USERSIG_EMPTY_KEY}"]}]}`, "app 1400000001: secret key 1: replacing placeholders"},
-		{"key file missing", `{"apps":[{"sdkappid":1400000001,"keys":["{file./nonexistent/usersig.key}"]}]}`, "app 1400000001: secret key 1: replacing placeholders"},
-		{"unknown field", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"cache_ttl":"5m"}`, `unknown field "cache_ttl"`},
-		{"bad source", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"usersig_from":["form:sig"]}`, `usersig_from: invalid source "form:sig"`},
-		{"token type", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"token_type":"jwt"}`, `token_type: unknown value "jwt"`},
-		{"clock skew below a second", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"clock_skew":"500ms"}`, "clock_skew: 500ms is less than the minimum of 1s"},
-		{"negative cache size", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"cache_size":-1}`, "cache_size: -1 is negative"},
-		{"header name", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"userid_header":"X User"}`, `userid_header: "X User" is not a valid header name`},
-		{"realm", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"realm":"a\"b"}`, "realm:"},
+		{"no app", `{}`, "apps: at least one app is required", ""},
+		{"empty key", `{"apps":[{"sdkappid":1400000001,"keys":[""]}]}`, "app 1400000001: secret key 1 is empty", ""},
+		{"no keys", `{"apps":[{"sdkappid":1400000001}]}`, "app 1400000001: keys: at least one secret key is required", ""},
+		{"duplicate SDKAppID", `{"apps":[{"sdkappid":1400000001,"keys":["a"]},{"sdkappid":1400000001,"keys":["b"]}]}`, "apps: duplicate SDKAppID 1400000001", ""},
+		{"SDKAppID out of range", `{"apps":[{"sdkappid":4294967296,"keys":["a"]}]}`, "apps: SDKAppID 4294967296 out of range", ""},
+		{"SDKAppID zero", `{"apps":[{"keys":["a"]}]}`, "apps: SDKAppID 0 out of range", ""},
+		{"key placeholder empty", `{"apps":[{"sdkappid":1400000001,"keys":["{env.USERSIG_EMPTY_KEY}"]}]}`, "app 1400000001: secret key 1: replacing placeholders", ""},
+		{"key file missing", `{"apps":[{"sdkappid":1400000001,"keys":["{file./nonexistent/usersig.key}"]}]}`, "app 1400000001: secret key 1: replacing placeholders", ""},
+		{"unknown field", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"cache_ttl":"5m"}`, `unknown field "cache_ttl"`, ""},
+		{"bad source", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"usersig_from":["form:sig"]}`, `usersig_from: invalid source "form:sig"`, ""},
+		{"token type", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"token_type":"jwt"}`, `token_type: unknown value "jwt"`, ""},
+		{"clock skew below a second", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"clock_skew":"500ms"}`, "clock_skew: 500ms is less than the minimum of 1s", ""},
+		{"negative cache size", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"cache_size":-1}`, "cache_size: -1 is negative", ""},
+		{"header name", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"userid_header":"X User"}`, `userid_header: "X User" is not a valid header name`, ""},
+		{"realm", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"realm":"a\"b"}`, "realm:", ""},
+		{"room source", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"require_room":"path:1"}`, `require_room: invalid source "path:1"`, ""},
+		{"privilege name", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"require_privilege":"enter,talk"}`, `require_privilege: unknown privilege "talk"`, ""},
+		{"token type with room", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"token_type":"any","require_room":"query:room"}`, "token_type: any conflicts with require_room", ""},
+		{"mode", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"mode":"audit"}`, `mode: unknown value "audit"`, ""},
+		{"mode optional", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"mode":"optional"}`, `mode: "optional" is not supported by the authentication provider`, "provider"},
+		{"mode annotate", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"mode":"annotate"}`, `mode: "annotate" is not supported by the authentication provider`, "provider"},
 	}
 	for _, tc := range tests {
 		for _, module := range []string{"handler", "provider"} {
+			if tc.only != "" && module != tc.only {
+				continue
+			}
 			t.Run(tc.name+"/"+module, func(t *testing.T) {
 				route := `{"handler":"usersig",` + strings.TrimPrefix(tc.handler, "{")
 				if module == "provider" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-usersig/caddy-usersig/usersig"
@@ -81,8 +82,32 @@ type Gateway struct {
 	// The kind of token accepted: "usersig" (a plain UserSig),
 	// "privatemapkey" (a UserSig with a privilege map in TLS.userbuf) or
 	// "any". A genuine token of the other kind is rejected with 403.
-	// Default: "usersig".
+	// Default: "usersig", or "privatemapkey" when require_room or
+	// require_privilege is set, which allow no other value.
 	TokenType string `json:"token_type,omitempty"`
+
+	// The source of the room ID that a PrivateMapKey must be for:
+	// "query:NAME", "header:NAME", "cookie:NAME", or a placeholder such as
+	// "{http.request.uri.path.1}" evaluated for each request. A numeric room matches its decimal form exactly (no
+	// sign, no leading zeros) and a string room matches byte for byte. A
+	// request without a room ID is rejected with 403. Default: no room
+	// is required.
+	RequireRoom string `json:"require_room,omitempty"`
+
+	// The rights a PrivateMapKey must grant, as names separated by
+	// commas (create, enter, send-audio, receive-audio, send-video,
+	// receive-video, send-screen, receive-screen, all) or as a number
+	// such as 6 or 0x6. A token that lacks one is rejected with 403.
+	// Default: no right is required.
+	RequirePrivilege string `json:"require_privilege,omitempty"`
+
+	// The handling of a request without a valid credential. "enforce"
+	// rejects it. "optional" lets a request that carries no credential at
+	// all pass unauthenticated, and rejects an invalid one. "annotate"
+	// lets every request pass, and sets the failure placeholders for an
+	// invalid one. The authentication provider supports "enforce" only.
+	// Default: "enforce".
+	Mode string `json:"mode,omitempty"`
 
 	// The tolerated difference between the clocks of the token issuer
 	// and this server. A token stays valid this long after its expiry,
@@ -138,28 +163,40 @@ type Gateway struct {
 	CheckPreflight bool `json:"check_preflight,omitempty"`
 
 	verifiers   map[uint64]*usersig.Verifier
-	mode        usersig.Mode
+	tokenMode   usersig.Mode
+	requirement privilegeRequirement
 	credentials credentialReader
 	cache       *verifyCache
-	challenge   string // the WWW-Authenticate header of a 401 response
+	challenge   string                          // the WWW-Authenticate header of a 401 response
+	keyMatches  map[uint64][]prometheus.Counter // by SDKAppID, then key index
 	logger      *zap.Logger
 }
 
-// Provision fills in defaults, replaces placeholders in the secret keys and
-// builds a verifier per app and new caches.
+// Provision fills in defaults, parses the privilege requirements, replaces
+// placeholders in the secret keys, builds a verifier per app and new
+// caches, and registers the metrics in the config's registry.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 
+	if err := g.provisionRequirement(); err != nil {
+		return err
+	}
 	if g.TokenType == "" {
 		g.TokenType = tokenTypeUserSig
+		if g.requirement.set() {
+			g.TokenType = tokenTypePrivateMapKey
+		}
 	}
 	switch g.TokenType {
 	case tokenTypeUserSig:
-		g.mode = usersig.ModeUserSig
+		g.tokenMode = usersig.ModeUserSig
 	case tokenTypePrivateMapKey:
-		g.mode = usersig.ModeWithUserBuf
+		g.tokenMode = usersig.ModeWithUserBuf
 	case tokenTypeAny:
-		g.mode = usersig.ModeAny
+		g.tokenMode = usersig.ModeAny
+	}
+	if g.Mode == "" {
+		g.Mode = modeEnforce
 	}
 	if g.ClockSkew == 0 {
 		g.ClockSkew = caddy.Duration(defaultClockSkew)
@@ -190,6 +227,10 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err := g.provisionVerifiers(); err != nil {
 		return err
 	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	g.keyMatches = keyMatchCounters(g.Apps)
 
 	cache, err := newVerifyCache(sizeOrDefault(g.CacheSize, defaultCacheSize),
 		sizeOrDefault(g.NegativeCacheSize, defaultNegativeCacheSize),
@@ -211,6 +252,25 @@ func (g *Gateway) provisionSources() error {
 	}
 	if g.credentials.userSig, err = parseSources("usersig_from", orDefault(g.UserSigFrom, defaultUserSigFrom)); err != nil {
 		return err
+	}
+	return nil
+}
+
+// provisionRequirement parses require_room and require_privilege.
+func (g *Gateway) provisionRequirement() error {
+	if g.RequireRoom != "" {
+		room, err := parseRoomSource(g.RequireRoom)
+		if err != nil {
+			return fmt.Errorf("require_room: %w", err)
+		}
+		g.requirement.room = &room
+	}
+	if g.RequirePrivilege != "" {
+		privileges, err := parseRequiredPrivileges(g.RequirePrivilege)
+		if err != nil {
+			return fmt.Errorf("require_privilege: %w", err)
+		}
+		g.requirement.privileges = privileges
 	}
 	return nil
 }
@@ -259,8 +319,10 @@ func (g *Gateway) provisionVerifiers() error {
 }
 
 // Validate rejects a configuration with no app, a duplicate or
-// out-of-range SDKAppID, an app without keys, an unknown token type,
-// negative sizes or durations, or an unusable header name or realm.
+// out-of-range SDKAppID, or an app without keys. It also rejects an
+// unknown token type or mode, a token type that conflicts with
+// require_room or require_privilege, negative sizes or durations, and an
+// unusable header name or realm.
 func (g *Gateway) Validate() error {
 	if len(g.Apps) == 0 {
 		return errors.New("apps: at least one app is required")
@@ -288,6 +350,12 @@ func (g *Gateway) Validate() error {
 	case tokenTypeUserSig, tokenTypePrivateMapKey, tokenTypeAny:
 	default:
 		return fmt.Errorf("token_type: unknown value %q: expected %s, %s or %s", g.TokenType, tokenTypeUserSig, tokenTypePrivateMapKey, tokenTypeAny)
+	}
+	if err := checkTokenTypeAllowsRequirement(g.TokenType, g.requirement.set()); err != nil {
+		return err
+	}
+	if err := validateMode(g.Mode); err != nil {
+		return err
 	}
 
 	if g.ClockSkew < caddy.Duration(time.Second) {
@@ -325,6 +393,18 @@ func (g *Gateway) Cleanup() error {
 		g.cache.purge()
 	}
 	return nil
+}
+
+// checkTokenTypeAllowsRequirement rejects a token type other than
+// privatemapkey when require_room or require_privilege is set, because
+// the requirements reject every plain UserSig. An empty token type is the
+// default, which is then privatemapkey.
+func checkTokenTypeAllowsRequirement(tokenType string, required bool) error {
+	if !required || tokenType == "" || tokenType == tokenTypePrivateMapKey {
+		return nil
+	}
+	return fmt.Errorf("token_type: %s conflicts with require_room and require_privilege, which need a PrivateMapKey: set token_type %s or leave it out",
+		tokenType, tokenTypePrivateMapKey)
 }
 
 // isPreflight reports whether r is a CORS preflight request.

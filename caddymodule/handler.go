@@ -17,14 +17,18 @@ func init() {
 // upstream in request headers and to later handlers in the
 // {http.auth.user.*} placeholders.
 //
-// A rejected request gets 401 for a missing or invalid credential and 403
-// for a genuine token that is not allowed here (wrong token type, lifetime
-// longer than max_lifetime), with Tencent's error code in the
+// A rejected request gets 401 for a missing or invalid credential. It gets
+// 403 for a genuine token that is not allowed here: wrong token type,
+// lifetime longer than max_lifetime, or a PrivateMapKey for another room
+// or without a required right. Tencent's error code is then in the
 // {http.auth.usersig.error_code} placeholder and a short reason in
 // {http.auth.usersig.error}. When the server has handle_errors routes, the
 // handler returns the error for them to render. Otherwise it writes a JSON
 // body in the style of Tencent's REST APIs:
 // {"ActionStatus":"FAIL","ErrorCode":70001,"ErrorInfo":"UserSig has expired"}.
+//
+// The modes optional and annotate let some requests without a valid
+// credential pass unauthenticated instead; see the mode field.
 type Handler struct {
 	Gateway
 }
@@ -37,7 +41,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP verifies the request and calls next only when it passes.
+// ServeHTTP verifies the request and calls next when it passes or when
+// the mode lets it go on unauthenticated.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.removeSpoofedIdentity(r)
 	if !h.CheckPreflight && isPreflight(r) {
@@ -45,22 +50,45 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	claims, fail := h.authenticate(r, time.Now())
-	if fail != nil {
-		setFailurePlaceholders(repl, fail)
-		if fail.status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", h.challenge)
-		}
-		if hasErrorRoutes(r) {
-			return caddyhttp.Error(fail.status, fail)
-		}
-		writeFailure(w, fail)
-		return nil
+	res, fail := h.authenticate(r, time.Now())
+	if fail == nil {
+		requestsAllowed.Inc()
+		setUserPlaceholders(repl, res)
+		h.forwardIdentity(r, res.claims)
+		return next.ServeHTTP(w, r)
 	}
 
-	setUserPlaceholders(repl, claims)
-	h.forwardIdentity(r, claims)
-	return next.ServeHTTP(w, r)
+	if h.passesWithout(res.anonymous) {
+		requestsPassed.Inc()
+		h.passUnauthenticated(r, repl, fail)
+		return next.ServeHTTP(w, r)
+	}
+
+	countDenied(fail)
+	setFailurePlaceholders(repl, fail)
+	if fail.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", h.challenge)
+	}
+	if hasErrorRoutes(r) {
+		return caddyhttp.Error(fail.status, fail)
+	}
+	writeFailure(w, fail)
+	return nil
+}
+
+// passUnauthenticated prepares a request that goes on without a valid
+// credential. In annotate mode it sets the failure placeholders and, as
+// for a verified request, removes the UserSig unless keep_usersig is set.
+// A request passed by the optional mode carries no credential, so there
+// is nothing to remove and no failure to report.
+func (h *Handler) passUnauthenticated(r *http.Request, repl *caddy.Replacer, fail *failure) {
+	if h.Mode != modeAnnotate {
+		return
+	}
+	setFailurePlaceholders(repl, fail)
+	if !h.KeepUserSig {
+		h.credentials.removeUserSig(r)
+	}
 }
 
 // hasErrorRoutes reports whether the server that handles r has

@@ -74,26 +74,40 @@ func (g *Gateway) forwardIdentity(r *http.Request, claims usersig.Claims) {
 	}
 }
 
-// userMetadata returns the verified claims other than the UserID, as the
-// {http.auth.user.*} placeholders name them.
-func userMetadata(claims usersig.Claims) map[string]string {
-	return map[string]string{
+// userMetadata returns the verified claims other than the UserID, and the
+// room and rights of a valid privilege map, as the {http.auth.user.*}
+// placeholders name them.
+func userMetadata(res authResult) map[string]string {
+	claims := res.claims
+	metadata := map[string]string{
 		"sdkappid":   strconv.FormatUint(claims.SDKAppID, 10),
 		"issued_at":  strconv.FormatInt(claims.Time, 10),
 		"expires_at": strconv.FormatInt(claims.ExpiresAt(), 10),
 		"key_index":  strconv.Itoa(claims.KeyIndex),
 	}
+	if res.grant != nil {
+		metadata["room"] = res.grant.room
+		metadata["privileges"] = privilegeNames(res.grant.privileges)
+		metadata["privilege_map"] = strconv.FormatUint(uint64(res.grant.privileges), 10)
+	}
+	return metadata
 }
 
 // setUserPlaceholders sets {http.auth.user.id} and the other
 // {http.auth.user.*} placeholders, as Caddy's authentication handler does
 // for its providers.
-func setUserPlaceholders(repl *caddy.Replacer, claims usersig.Claims) {
+func setUserPlaceholders(repl *caddy.Replacer, res authResult) {
+	claims := res.claims
 	repl.Set("http.auth.user.id", claims.UserID)
 	repl.Set("http.auth.user.sdkappid", strconv.FormatUint(claims.SDKAppID, 10))
 	repl.Set("http.auth.user.issued_at", strconv.FormatInt(claims.Time, 10))
 	repl.Set("http.auth.user.expires_at", strconv.FormatInt(claims.ExpiresAt(), 10))
 	repl.Set("http.auth.user.key_index", strconv.Itoa(claims.KeyIndex))
+	if res.grant != nil {
+		repl.Set("http.auth.user.room", res.grant.room)
+		repl.Set("http.auth.user.privileges", privilegeNames(res.grant.privileges))
+		repl.Set("http.auth.user.privilege_map", strconv.FormatUint(uint64(res.grant.privileges), 10))
+	}
 }
 
 // setFailurePlaceholders sets the placeholders that handle_errors routes

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -21,7 +22,7 @@ func init() {
 // itself: always 401, with no body. The JSON body and the 403 status for a
 // genuine but disallowed token exist only in the usersig handler. The
 // {http.auth.usersig.error_code} and {http.auth.usersig.error}
-// placeholders are set in both.
+// placeholders are set in both. The provider only supports mode enforce.
 type Provider struct {
 	Gateway
 }
@@ -43,8 +44,9 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 		return caddyauth.User{}, true, nil
 	}
 
-	claims, fail := p.authenticate(r, time.Now())
+	res, fail := p.authenticate(r, time.Now())
 	if fail != nil {
+		countDenied(fail)
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			setFailurePlaceholders(repl, fail)
 		}
@@ -52,8 +54,25 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 		return caddyauth.User{}, false, nil
 	}
 
-	p.forwardIdentity(r, claims)
-	return caddyauth.User{ID: claims.UserID, Metadata: userMetadata(claims)}, true, nil
+	requestsAllowed.Inc()
+	p.forwardIdentity(r, res.claims)
+	return caddyauth.User{ID: res.claims.UserID, Metadata: userMetadata(res)}, true, nil
+}
+
+// Validate checks the configuration as the handler does, and also rejects
+// a mode other than enforce. The authentication handler tries its
+// providers in no fixed order and stops at the first that accepts the
+// request, so a provider that accepted a request without credentials would
+// keep the other providers from running.
+func (p *Provider) Validate() error {
+	if err := p.Gateway.Validate(); err != nil {
+		return err
+	}
+	if p.Mode != "" && p.Mode != modeEnforce {
+		return fmt.Errorf("mode: %q is not supported by the authentication provider, which only accepts or rejects a request: use the usersig handler for modes %s and %s",
+			p.Mode, modeOptional, modeAnnotate)
+	}
+	return nil
 }
 
 // Interface guards
