@@ -29,6 +29,12 @@ type authResult struct {
 	// credentials, which the optional mode lets pass.
 	anonymous bool
 
+	// sdkAppID is the claimed SDKAppID once it is known to be a
+	// configured app, else 0. retryAfter is the remaining time of a
+	// lockout, set with failLockedOut.
+	sdkAppID   uint64
+	retryAfter time.Duration
+
 	creds credentials // as read from the request, for the log
 }
 
@@ -39,14 +45,16 @@ func (g *Gateway) authenticate(r *http.Request, now time.Time) (authResult, *fai
 	res, fail := g.check(r, now)
 	metricVerifyDuration.Observe(time.Since(now).Seconds())
 	if fail != nil {
+		g.countFailure(r, res, fail, now)
 		g.logFailure(fail, res.creds, g.passesWithout(res.anonymous))
 	}
 	return res, fail
 }
 
 // check runs the checks of a request in order: read the credentials,
-// verify the UserSig through the cache, then apply the token type and
-// the privilege requirements. The first failure is returned.
+// reject a locked-out client, verify the UserSig through the cache,
+// reject a revoked token, then apply the token type and the privilege
+// requirements. The first failure is returned.
 func (g *Gateway) check(r *http.Request, now time.Time) (authResult, *failure) {
 	creds, fail := g.credentials.read(r)
 	res := authResult{creds: creds}
@@ -71,8 +79,15 @@ func (g *Gateway) check(r *http.Request, now time.Time) (authResult, *failure) {
 	if !ok {
 		return res, failUnknownAppID
 	}
+	res.sdkAppID = sdkAppID
 	if creds.userID == "" {
 		return res, failMissingUserID
+	}
+
+	// A locked-out client is rejected before the costly verification.
+	if blocked, wait := g.checkLockout(r, sdkAppID, creds.userID, now); blocked {
+		res.retryAfter = wait
+		return res, failLockedOut
 	}
 
 	// The token type is checked below rather than by Verify, so that the
@@ -89,6 +104,13 @@ func (g *Gateway) check(r *http.Request, now time.Time) (authResult, *failure) {
 		return res, fail
 	}
 	g.countKeyMatch(claims)
+
+	// The revocation list changes while tokens stay in the cache, so it
+	// is checked on every request, after the cache.
+	if g.revocations.revoked(claims.SDKAppID, claims.UserID, claims.Time, now) {
+		countRevocation()
+		return res, failRevoked
+	}
 
 	if fail := checkTokenType(g.tokenMode, claims); fail != nil {
 		return res, fail

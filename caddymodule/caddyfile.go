@@ -49,6 +49,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    keep_usersig
 //	    realm <realm>
 //	    check_preflight
+//	    revocation_file <path>
+//	    revocation_poll <duration>
+//	    revocation_admin_token <token>
+//	    lockout {
+//	        max_failures <number>
+//	        window <duration>
+//	        duration <duration>
+//	        by ip|userid|both
+//	        table_size <entries>
+//	    }
 //	}
 //
 // Each app line adds one application; at least one is required. A
@@ -57,7 +67,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // of require_room may also be a placeholder such as
 // {http.request.uri.path.1}, evaluated for each request. The privileges
 // of require_privilege may be given as several arguments, which are
-// joined with commas.
+// joined with commas. Every line of the lockout block is optional.
 func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
 	if d.NextArg() {
@@ -131,6 +141,14 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = unmarshalFlag(d, &g.KeepUserSig)
 		case "check_preflight":
 			err = unmarshalFlag(d, &g.CheckPreflight)
+		case "revocation_file":
+			err = unmarshalString(d, &g.RevocationFile)
+		case "revocation_poll":
+			err = unmarshalDuration(d, &g.RevocationPoll)
+		case "revocation_admin_token":
+			err = unmarshalString(d, &g.RevocationAdminToken)
+		case "lockout":
+			g.Lockout, err = unmarshalLockout(d)
 		default:
 			err = d.Errf("unknown subdirective %q", option)
 		}

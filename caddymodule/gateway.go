@@ -162,6 +162,31 @@ type Gateway struct {
 	// unchecked, because browsers send preflights without credentials.
 	CheckPreflight bool `json:"check_preflight,omitempty"`
 
+	// A file of revocations, one JSON object per line such as
+	// {"sdkappid":1400000001,"userid":"alice","before":1733300000}: the
+	// tokens of that user (of every user of the app without userid)
+	// issued before that Unix time are rejected with 401 and code 70052.
+	// The file is read at load time and again when it changes. A
+	// placeholder such as {env.NAME} is replaced at load time.
+	// Default: none.
+	RevocationFile string `json:"revocation_file,omitempty"`
+
+	// The minimum time between two checks of revocation_file for changes.
+	// Default: 2s.
+	RevocationPoll caddy.Duration `json:"revocation_poll,omitempty"`
+
+	// The bearer token that the admin API endpoint /usersig/revocations
+	// requires to list and add revocations of this gateway, at least 16
+	// characters. Use a placeholder such as {env.USERSIG_ADMIN_TOKEN},
+	// replaced at load time, to keep it out of the config. Default: none,
+	// the endpoint is off for this gateway.
+	RevocationAdminToken string `json:"revocation_admin_token,omitempty"`
+
+	// The failure lockout: after repeated failed verifications from one
+	// client address or for one UserID, further requests are rejected
+	// with 429 and code 70050 for a while. Default: none, no lockout.
+	Lockout *LockoutConfig `json:"lockout,omitempty"`
+
 	verifiers   map[uint64]*usersig.Verifier
 	tokenMode   usersig.Mode
 	requirement privilegeRequirement
@@ -169,12 +194,16 @@ type Gateway struct {
 	cache       *verifyCache
 	challenge   string                          // the WWW-Authenticate header of a 401 response
 	keyMatches  map[uint64][]prometheus.Counter // by SDKAppID, then key index
+	revocations *revocations                    // nil without revocation_file and revocation_admin_token
+	lockout     *lockout                        // nil without a lockout block
 	logger      *zap.Logger
 }
 
 // Provision fills in defaults, parses the privilege requirements, replaces
-// placeholders in the secret keys, builds a verifier per app and new
-// caches, and registers the metrics in the config's registry.
+// placeholders in the secret keys, and builds a verifier per app, new
+// caches and lockout tables. It then reads the revocation file and
+// registers the metrics in the config's registry and the revocations with
+// the admin API.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 
@@ -239,7 +268,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("creating the cache: %w", err)
 	}
 	g.cache = cache
-	return nil
+
+	if err := g.provisionLockout(); err != nil {
+		return err
+	}
+	return g.provisionRevocations()
 }
 
 func (g *Gateway) provisionSources() error {
@@ -383,14 +416,25 @@ func (g *Gateway) Validate() error {
 	if !validRealm(g.Realm) {
 		return fmt.Errorf("realm: %q must be printable ASCII without '\"' or '\\'", g.Realm)
 	}
+
+	if err := g.validateRevocation(); err != nil {
+		return err
+	}
+	if g.Lockout != nil {
+		return g.Lockout.validate()
+	}
 	return nil
 }
 
-// Cleanup empties the caches. The gateway starts no goroutines, so there
-// is nothing else to stop.
+// Cleanup empties the caches and removes the revocations from the admin
+// API. The gateway starts no goroutines, so there is nothing else to
+// stop.
 func (g *Gateway) Cleanup() error {
 	if g.cache != nil {
 		g.cache.purge()
+	}
+	if g.revocations != nil {
+		unregisterRevocations(g.revocations)
 	}
 	return nil
 }

@@ -20,8 +20,9 @@ func init() {
 // A rejected request gets 401 for a missing or invalid credential. It gets
 // 403 for a genuine token that is not allowed here: wrong token type,
 // lifetime longer than max_lifetime, or a PrivateMapKey for another room
-// or without a required right. Tencent's error code is then in the
-// {http.auth.usersig.error_code} placeholder and a short reason in
+// or without a required right. With a lockout configured, a locked-out
+// client gets 429 with a Retry-After header. Tencent's error code is in
+// the {http.auth.usersig.error_code} placeholder and a short reason in
 // {http.auth.usersig.error}. When the server has handle_errors routes, the
 // handler returns the error for them to render. Otherwise it writes a JSON
 // body in the style of Tencent's REST APIs:
@@ -68,6 +69,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	setFailurePlaceholders(repl, fail)
 	if fail.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", h.challenge)
+	}
+	if fail == failLockedOut {
+		w.Header().Set("Retry-After", retryAfter(res.retryAfter))
 	}
 	if hasErrorRoutes(r) {
 		return caddyhttp.Error(fail.status, fail)

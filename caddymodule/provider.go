@@ -51,6 +51,9 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 			setFailurePlaceholders(repl, fail)
 		}
 		w.Header().Set("WWW-Authenticate", p.challenge)
+		if fail == failLockedOut {
+			w.Header().Set("Retry-After", retryAfter(res.retryAfter))
+		}
 		return caddyauth.User{}, false, nil
 	}
 
