@@ -357,6 +357,7 @@ func (s *testServer) reload(site string) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Cache-Control", "must-revalidate")
+	req.Close = true // Caddy may close admin connections while it applies a config
 	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatalf("reloading: %v", err)
@@ -366,4 +367,7 @@ func (s *testServer) reload(site string) {
 	if resp.StatusCode != http.StatusOK {
 		s.t.Fatalf("reloading: status %d: %s", resp.StatusCode, body)
 	}
+	// The old config's server closes its connections, so the next request
+	// must not reuse an idle one.
+	s.client.CloseIdleConnections()
 }

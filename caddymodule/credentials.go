@@ -86,8 +86,10 @@ type credentialReader struct {
 }
 
 // read returns the request's credentials. It fails when one credential has
-// two different non-empty values, in two sources or twice in one source.
-// The same value given twice is accepted, and empty values count as absent.
+// two different non-empty values, in two sources or twice in one source,
+// or a query value that does not percent-decode, which another parser
+// behind the gateway could read differently. The same value given twice is
+// accepted, and empty values count as absent.
 func (cr *credentialReader) read(r *http.Request) (credentials, *failure) {
 	var c credentials
 	var ok bool
@@ -142,8 +144,10 @@ func readValue(r *http.Request, sources []source) (string, bool) {
 }
 
 // eachQueryValue calls f with the value of every parameter named name in
-// rawQuery, in order, and stops when f returns false. Parameters that do
-// not unescape are skipped, as url.ParseQuery skips them.
+// rawQuery, in order, and stops when f returns false. It returns false
+// as well for a value that does not percent-decode: url.ParseQuery would
+// skip it, but an upstream with a looser parser could take it as a second
+// value.
 func eachQueryValue(rawQuery, name string, f func(string) bool) bool {
 	for rest := rawQuery; rest != ""; {
 		var pair string
@@ -154,7 +158,7 @@ func eachQueryValue(rawQuery, name string, f func(string) bool) bool {
 		}
 		value, ok := unescapeQuery(value)
 		if !ok {
-			continue
+			return false
 		}
 		if !f(value) {
 			return false

@@ -29,7 +29,7 @@ func (f *failure) Error() string { return "usersig: " + f.result + ": " + f.reas
 // Failures found before the token is verified.
 var (
 	failMissingUserSig = &failure{http.StatusUnauthorized, usersig.CodeEmpty, "missing-usersig", "missing UserSig"}
-	failConflicting    = &failure{http.StatusUnauthorized, usersig.CodeMalformed, "conflicting-credentials", "conflicting credentials"}
+	failConflicting    = &failure{http.StatusUnauthorized, usersig.CodeMalformed, "conflicting-credentials", "conflicting or undecodable credentials"}
 	failMissingAppID   = &failure{http.StatusUnauthorized, CodeSDKAppIDNotConfigured, "missing-sdkappid", "missing SDKAppID"}
 	failInvalidAppID   = &failure{http.StatusUnauthorized, CodeSDKAppIDNotConfigured, "invalid-sdkappid", "SDKAppID is not a number"}
 	failUnknownAppID   = &failure{http.StatusUnauthorized, CodeSDKAppIDNotConfigured, "unknown-sdkappid", "SDKAppID not configured"}
