@@ -2,11 +2,15 @@ package caddymodule
 
 import (
 	"fmt"
+	"hash/maphash"
 	"net/http"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/caddy-usersig/caddy-usersig/usersig"
 )
@@ -190,9 +194,11 @@ func TestCacheDisabled(t *testing.T) {
 	}
 }
 
-// TestCachedFailuresMatchLibrary checks that the failures the cache makes
-// without calling the verifier carry the code, verdict and reason that the
-// usersig package gives for the same check.
+// TestCachedFailuresMatchLibrary checks that the failures defined for the
+// checks of a genuine token carry the code, verdict and reason that the
+// usersig package gives for the same check. The negative cache returns the
+// two mismatches without calling the verifier, and other tests compare
+// responses with the expired and issued-in-future failures.
 func TestCachedFailuresMatchLibrary(t *testing.T) {
 	v, err := usersig.NewVerifier([]string{testKey}, usersig.Policy{MaxSkew: time.Minute})
 	if err != nil {
@@ -225,5 +231,411 @@ func TestCachedFailuresMatchLibrary(t *testing.T) {
 				t.Errorf("usersig package gives %+v, the cache gives %+v", *got, *tc.want)
 			}
 		})
+	}
+}
+
+// TestCacheHitMatchesVerify checks that a stored token gives, for each
+// request and time, the result that verifying it again gives. The cache
+// takes the time from the request, so the test moves the clock without
+// waiting.
+func TestCacheHitMatchesVerify(t *testing.T) {
+	v, err := usersig.NewVerifier([]string{testKey}, usersig.Policy{MaxSkew: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := time.Now().Truncate(time.Second)
+	token := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID, Time: issued, Expire: 3600})
+	own := usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: issued, Mode: usersig.ModeAny}
+
+	tests := []struct {
+		name     string
+		sdkAppID uint64
+		userID   string
+		now      time.Time
+		want     *failure // nil for success
+	}{
+		{"genuine", testAppID, testUserID, issued, nil},
+		{"within skew after expiry", testAppID, testUserID, issued.Add(3600*time.Second + time.Minute), nil},
+		{"other SDKAppID", otherAppID, testUserID, issued, failSDKAppIDMismatch},
+		{"other UserID", testAppID, "bob", issued, failUserIDMismatch},
+		{"expired", testAppID, testUserID, issued.Add(3600*time.Second + time.Minute + time.Second), failExpired},
+		{"clock moved back", testAppID, testUserID, issued.Add(-time.Minute - time.Second), failIssuedInFuture},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newDefaultCache(t)
+			if _, fail, outcome := c.verify(v, token, own); fail != nil || outcome != cacheMiss {
+				t.Fatalf("first verification gave failure %v and outcome %d, want success and a miss", fail, outcome)
+			}
+			req := usersig.Request{SDKAppID: tc.sdkAppID, UserID: tc.userID, Now: tc.now, Mode: usersig.ModeAny}
+
+			claims, cached, outcome := c.verify(v, token, req)
+			if outcome != cacheHit {
+				t.Errorf("outcome = %d, want a hit (%d)", outcome, cacheHit)
+			}
+			freshClaims, err := v.Verify(token, req)
+			var uncached *failure
+			if err != nil {
+				uncached = failureFromError(err)
+			}
+
+			switch {
+			case tc.want == nil:
+				if cached != nil || uncached != nil {
+					t.Fatalf("cached failure %v, uncached failure %v, want success", cached, uncached)
+				}
+				if claims.UserID != freshClaims.UserID || claims.SDKAppID != freshClaims.SDKAppID ||
+					claims.Time != freshClaims.Time || claims.Expire != freshClaims.Expire {
+					t.Errorf("cached claims %+v differ from verified claims %+v", claims, freshClaims)
+				}
+			case cached == nil || uncached == nil:
+				t.Fatalf("cached failure %v, uncached failure %v, want %v from both", cached, uncached, tc.want)
+			default:
+				if *cached != *uncached {
+					t.Errorf("cached failure %+v differs from uncached %+v", *cached, *uncached)
+				}
+				if *cached != *tc.want {
+					t.Errorf("cached failure %+v, want %+v", *cached, *tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestCacheDropsExpiredTokenForOtherIdentity checks that a hit on an
+// expired token drops the entry even when the request claims another
+// UserID, and so gets the mismatch rather than the expiry.
+func TestCacheDropsExpiredTokenForOtherIdentity(t *testing.T) {
+	v, err := usersig.NewVerifier([]string{testKey}, usersig.Policy{MaxSkew: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := time.Now().Truncate(time.Second)
+	token := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID, Time: issued, Expire: 60})
+	c := newDefaultCache(t)
+	if _, fail, _ := c.verify(v, token, usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: issued, Mode: usersig.ModeAny}); fail != nil {
+		t.Fatalf("first verification failed: %v", fail)
+	}
+
+	later := issued.Add(time.Hour)
+	_, fail, outcome := c.verify(v, token, usersig.Request{SDKAppID: testAppID, UserID: "bob", Now: later, Mode: usersig.ModeAny})
+	if outcome != cacheHit {
+		t.Errorf("request for another UserID: outcome = %d, want a hit (%d)", outcome, cacheHit)
+	}
+	if fail == nil || *fail != *failUserIDMismatch {
+		t.Errorf("request for another UserID: failure = %v, want %v", fail, failUserIDMismatch)
+	}
+	if n := c.claims.len(); n != 0 {
+		t.Errorf("cache holds %d entries after the expired hit, want 0", n)
+	}
+
+	before := verifyCalls.Load()
+	_, fail, outcome = c.verify(v, token, usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: later, Mode: usersig.ModeAny})
+	if outcome != cacheMiss {
+		t.Errorf("request after the drop: outcome = %d, want a miss (%d)", outcome, cacheMiss)
+	}
+	if fail == nil || fail.code != usersig.CodeExpired {
+		t.Errorf("request after the drop: failure = %v, want code %d", fail, usersig.CodeExpired)
+	}
+	if calls := verifyCalls.Load() - before; calls != 1 {
+		t.Errorf("request after the drop made %d verifications, want 1", calls)
+	}
+}
+
+// cacheFixture is a verifier with genuine tokens issued under its key,
+// each for its own UserID, and the requests that they verify for.
+type cacheFixture struct {
+	verifier *usersig.Verifier
+	tokens   []string
+	requests []usersig.Request
+}
+
+// newCacheFixture issues n tokens for the UserIDs user000000, user000001
+// and so on. Issuing takes about 8 µs a token.
+func newCacheFixture(tb testing.TB, n int) *cacheFixture {
+	tb.Helper()
+	v, err := usersig.NewVerifier([]string{testKey}, usersig.Policy{MaxSkew: defaultClockSkew})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := usersig.NewSigner(testKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+
+	now := time.Now()
+	f := &cacheFixture{verifier: v, tokens: make([]string, n), requests: make([]usersig.Request, n)}
+	for i := range n {
+		userID := fmt.Sprintf("user%06d", i)
+		token, err := signer.Issue(usersig.Params{SDKAppID: testAppID, UserID: userID, Time: now, Expire: testLifetime})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f.tokens[i] = token
+		f.requests[i] = usersig.Request{SDKAppID: testAppID, UserID: userID, Now: now, Mode: usersig.ModeAny}
+	}
+	return f
+}
+
+// newDefaultCache returns a cache of the default sizes.
+func newDefaultCache(tb testing.TB) *verifyCache {
+	tb.Helper()
+	c, err := newVerifyCache(defaultCacheSize, defaultNegativeCacheSize, defaultNegativeCacheTTL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// fill verifies every token of f once, so that the cache holds them all.
+func (f *cacheFixture) fill(tb testing.TB, c *verifyCache) {
+	tb.Helper()
+	for i, token := range f.tokens {
+		if _, fail, outcome := c.verify(f.verifier, token, f.requests[i]); fail != nil || outcome != cacheMiss {
+			tb.Fatalf("token %d: first verification gave failure %v and outcome %d, want success and a miss", i, fail, outcome)
+		}
+	}
+}
+
+func TestShardedCacheSizes(t *testing.T) {
+	tests := []struct {
+		size   int
+		shards int
+	}{
+		{1, 1},
+		{127, 1},
+		{128, 2},
+		{1000, 8},
+		{4096, 64},
+		{defaultCacheSize, 64},
+		{100_000, 64},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Itoa(tc.size), func(t *testing.T) {
+			s, err := newShardedCache[int](tc.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.shards) != tc.shards {
+				t.Errorf("%d shards, want %d", len(s.shards), tc.shards)
+			}
+
+			// Fill the cache twice over with random keys: it must end
+			// up holding exactly size entries.
+			names := make([]string, 2*tc.size)
+			for i := range names {
+				names[i] = strconv.Itoa(i)
+			}
+			for i, key := range keysOf(names...) {
+				s.add(key, i)
+			}
+			if n := s.len(); n != tc.size {
+				t.Errorf("after %d adds the cache holds %d entries, want %d", 2*tc.size, n, tc.size)
+			}
+		})
+	}
+}
+
+// keysOf returns the cache keys of names under new random seeds.
+func keysOf(names ...string) []tokenKey {
+	c := &verifyCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	keys := make([]tokenKey, len(names))
+	for i, name := range names {
+		keys[i] = c.key(name)
+	}
+	return keys
+}
+
+// getString returns the value stored under key, or "" when there is none.
+func getString(s *shardedCache[string], key tokenKey) string {
+	if v, ok := s.get(key); ok {
+		return *v
+	}
+	return ""
+}
+
+func TestShardedCacheEvictsUnusedEntry(t *testing.T) {
+	s, err := newShardedCache[string](3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := keysOf("a", "b", "c", "d")
+	a, b, third, fourth := keys[0], keys[1], keys[2], keys[3]
+
+	s.add(a, "a")
+	s.add(b, "b")
+	s.add(third, "c")
+	if got := getString(s, a); got != "a" {
+		t.Fatalf("get(a) = %q after three adds, want \"a\"", got)
+	}
+	if got := getString(s, third); got != "c" {
+		t.Fatalf("get(c) = %q after three adds, want \"c\"", got)
+	}
+
+	// b is the only entry not looked up since it was stored.
+	s.add(fourth, "d")
+	if got := getString(s, b); got != "" {
+		t.Errorf("get(b) = %q, want it evicted", got)
+	}
+	for _, tc := range []struct {
+		key  tokenKey
+		want string
+	}{{a, "a"}, {third, "c"}, {fourth, "d"}} {
+		if got := getString(s, tc.key); got != tc.want {
+			t.Errorf("get(%s) = %q, want %q", tc.want, got, tc.want)
+		}
+	}
+	if n := s.len(); n != 3 {
+		t.Errorf("len = %d, want 3", n)
+	}
+}
+
+func TestShardedCacheRemoveFreesSlot(t *testing.T) {
+	s, err := newShardedCache[string](2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := keysOf("a", "b", "c")
+	a, b, third := keys[0], keys[1], keys[2]
+
+	s.add(a, "a")
+	s.add(b, "b")
+	s.remove(a)
+	if got := getString(s, a); got != "" {
+		t.Errorf("get(a) = %q after remove, want a miss", got)
+	}
+
+	// The removed entry's slot takes the new entry, so nothing is evicted.
+	s.add(third, "c")
+	if got := getString(s, b); got != "b" {
+		t.Errorf("get(b) = %q, want \"b\": the free slot should have been used", got)
+	}
+	if got := getString(s, third); got != "c" {
+		t.Errorf("get(c) = %q, want \"c\"", got)
+	}
+
+	s.purge()
+	if n := s.len(); n != 0 {
+		t.Errorf("len = %d after purge, want 0", n)
+	}
+	s.add(a, "a again")
+	if got := getString(s, a); got != "a again" {
+		t.Errorf("get(a) = %q after purge and add, want \"a again\"", got)
+	}
+}
+
+// TestShardedCacheComparesWholeKey checks that two keys with the same hi,
+// the 64 bits that the maps are keyed by, are still distinguished.
+func TestShardedCacheComparesWholeKey(t *testing.T) {
+	s, err := newShardedCache[string](10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := tokenKey{hi: 42, lo: 1}
+	other := tokenKey{hi: 42, lo: 2}
+
+	s.add(stored, "stored")
+	if got := getString(s, other); got != "" {
+		t.Errorf("get with another lo returned %q, want a miss", got)
+	}
+	s.remove(other)
+	if got := getString(s, stored); got != "stored" {
+		t.Errorf("after removing another lo, get = %q, want \"stored\"", got)
+	}
+
+	s.add(other, "other")
+	if got := getString(s, stored); got != "" {
+		t.Errorf("get(stored) = %q after another key took its slot, want a miss", got)
+	}
+	if got := getString(s, other); got != "other" {
+		t.Errorf("get(other) = %q, want \"other\"", got)
+	}
+	if n := s.len(); n != 1 {
+		t.Errorf("len = %d, want 1", n)
+	}
+}
+
+// TestCacheDoesNotPinRequest checks that a stored entry keeps no part of
+// the strings of the request that stored it.
+func TestCacheDoesNotPinRequest(t *testing.T) {
+	f := newCacheFixture(t, 1)
+	c := newDefaultCache(t)
+	token, req := f.tokens[0], f.requests[0]
+	uri := "/?identifier=" + req.UserID + "&usersig=" + token
+	req.UserID = uri[len("/?identifier=") : len("/?identifier=")+len(req.UserID)]
+
+	if _, fail, _ := c.verify(f.verifier, uri[len(uri)-len(token):], req); fail != nil {
+		t.Fatalf("first verification failed: %v", fail)
+	}
+	claims, ok := c.claims.get(c.key(token))
+	if !ok {
+		t.Fatal("token not stored after a successful verification")
+	}
+	start := uintptr(unsafe.Pointer(unsafe.StringData(uri)))
+	userID := uintptr(unsafe.Pointer(unsafe.StringData(claims.UserID)))
+	if userID >= start && userID < start+uintptr(len(uri)) {
+		t.Error("the stored UserID points into the request string")
+	}
+}
+
+// memoryEntries is the number of cached tokens whose heap the memory test
+// and benchmark measure, and maxMemoryBytes the heap they may hold.
+const (
+	memoryEntries  = 100_000
+	maxMemoryBytes = 40 << 20
+)
+
+// measureCacheHeap fills a new cache of memoryEntries entries with the
+// tokens of f and returns the growth of the live heap. Each request is
+// built as the gateway receives it, with the token and the UserID as
+// substrings of one request-URI string. An entry that kept either of them
+// would keep the whole URI alive, and the growth would show it.
+func measureCacheHeap(tb testing.TB, f *cacheFixture) uint64 {
+	tb.Helper()
+	c, err := newVerifyCache(memoryEntries, defaultNegativeCacheSize, defaultNegativeCacheTTL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	before := liveHeap()
+
+	for i, token := range f.tokens {
+		req := f.requests[i]
+		prefix := fmt.Sprintf("/v4/rooms?sdkappid=%d&identifier=", req.SDKAppID)
+		uri := prefix + req.UserID + "&usersig=" + token
+		req.UserID = uri[len(prefix) : len(prefix)+len(req.UserID)]
+		if _, fail, _ := c.verify(f.verifier, uri[len(uri)-len(token):], req); fail != nil {
+			tb.Fatalf("token %d: %v", i, fail)
+		}
+	}
+
+	after := liveHeap()
+	// The tokens of f are counted in before, so they must stay live.
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(f)
+	if after < before {
+		return 0
+	}
+	return after - before
+}
+
+// liveHeap returns the bytes of live heap objects after a full collection.
+// Two collections run, because sync.Pool keeps its objects through one.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	return stats.HeapAlloc
+}
+
+func TestCacheMemoryBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("issues 100,000 tokens, about a second of work")
+	}
+	f := newCacheFixture(t, memoryEntries)
+	heapBytes := measureCacheHeap(t, f)
+	t.Logf("%d cached entries hold %.1f MB of heap, %d bytes an entry", memoryEntries, float64(heapBytes)/(1<<20), heapBytes/memoryEntries)
+	if heapBytes > maxMemoryBytes {
+		t.Errorf("%d cached entries hold %d bytes of heap, want at most %d", memoryEntries, heapBytes, maxMemoryBytes)
 	}
 }

@@ -1,0 +1,212 @@
+#!/bin/sh
+# End-to-end load test: requests per second and latency of the gateway
+# compared with plain Caddy serving the same respond route, both built from
+# this repository and run on 127.0.0.1, with wrk as the load generator.
+#
+# Two scenarios:
+#   hit    Every request carries one of 1,000 tokens, all cached during the
+#          warm-up, so the gateway finds each one in its cache.
+#   fresh  Every request carries a token that the gateway has not seen,
+#          so each one costs a full verification. The gateway restarts at
+#          the start of each round, and the list is longer than one run.
+# Both servers receive the same requests from the same wrk script. Each
+# round runs every scenario once on each server, alternating which server
+# goes first, and the report divides the gateway's requests per second by
+# plain Caddy's within each round.
+#
+# Environment (defaults in brackets):
+#   ROUNDS [5]         rounds
+#   DURATION [10]      seconds of load per run
+#   CONNECTIONS [32]   wrk connections
+#   THREADS [1]        wrk threads
+#   WARMUP [2]         seconds of load on each server before its first run
+#                      and after each restart
+#   FRESH_TOKENS [600000]
+#                      tokens of the fresh list; the report counts a wrap
+#                      when a run needs more
+#   OUT [e2e/results/e2e.txt]
+#                      results file, replaced; relative to bench/
+#   PROFILE [0]        with 1, also saves a 5 s CPU profile of the gateway
+#                      in each scenario of round 1, next to OUT; the
+#                      profiling slows those two runs down
+#   CADDY [built]      a Caddy binary with the usersig module to run
+#                      instead of building ./cmd/caddy, such as one built
+#                      from an older commit for a before-and-after run
+#
+# Needs Go and wrk (Debian: apt-get install wrk). Every process it starts
+# is stopped when it exits, also on Ctrl-C.
+set -eu
+cd "$(dirname "$0")"
+
+rounds=${ROUNDS:-5}
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-32}
+threads=${THREADS:-1}
+warmup=${WARMUP:-2}
+fresh_tokens=${FRESH_TOKENS:-600000}
+out=${OUT:-e2e/results/e2e.txt}
+profile=${PROFILE:-0}
+sdkappid=1400000001
+
+if ! command -v wrk >/dev/null 2>&1; then
+	echo "e2e.sh: wrk not found: install it (Debian: apt-get install wrk)" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d)
+plain_pid=
+gateway_pid=
+cleanup() {
+	for pid in $plain_pid $gateway_pid; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "${CADDY:-}" ]; then
+	cp "$CADDY" "$tmp/caddy"
+else
+	echo "building caddy" >&2
+	(cd .. && go build -o "$tmp/caddy" ./cmd/caddy)
+fi
+go build -o "$tmp/e2e" ./e2e
+e2e=$tmp/e2e
+
+# A random secret key for this run only. It is never printed.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/key"
+
+set -- $("$e2e" ports 4)
+plain_port=$1 gateway_port=$2 plain_admin=$3 gateway_admin=$4
+plain_url=http://127.0.0.1:$plain_port
+gateway_url=http://127.0.0.1:$gateway_port
+
+cat >"$tmp/plain.caddyfile" <<EOF
+{
+	admin 127.0.0.1:$plain_admin
+	persist_config off
+	auto_https off
+}
+
+$plain_url {
+	respond "ok" 200
+}
+EOF
+
+cat >"$tmp/gateway.caddyfile" <<EOF
+{
+	admin 127.0.0.1:$gateway_admin
+	persist_config off
+	auto_https off
+}
+
+$gateway_url {
+	usersig {
+		app $sdkappid {file.$tmp/key}
+	}
+	respond "ok" 200
+}
+EOF
+
+echo "issuing 1000 + $fresh_tokens tokens" >&2
+"$e2e" tokens -n 1000 -userid-prefix hit -sdkappid $sdkappid -key-file "$tmp/key" -out "$tmp/hit.txt"
+"$e2e" tokens -n "$fresh_tokens" -userid-prefix fresh -sdkappid $sdkappid -key-file "$tmp/key" -out "$tmp/fresh.txt"
+
+# load NAME URL PATHS SECONDS prints the result line of one wrk run.
+load() {
+	E2E_PATHS=$3 E2E_THREADS=$threads wrk -t"$threads" -c"$connections" -d"$4"s \
+		-s e2e/rotate.lua "$2" >"$tmp/wrk.out" 2>&1 || {
+		echo "e2e.sh: wrk failed against $1:" >&2
+		cat "$tmp/wrk.out" >&2
+		exit 1
+	}
+	tail -n 1 "$tmp/wrk.out"
+}
+
+start_plain() {
+	"$tmp/caddy" run --config "$tmp/plain.caddyfile" --adapter caddyfile >"$tmp/plain.log" 2>&1 &
+	plain_pid=$!
+	"$e2e" probe -url "$plain_url/" -status 200
+}
+
+start_gateway() {
+	"$tmp/caddy" run --config "$tmp/gateway.caddyfile" --adapter caddyfile >>"$tmp/gateway.log" 2>&1 &
+	gateway_pid=$!
+	# A request without credentials must be rejected, and one with a
+	# genuine token accepted, or the load would measure something else.
+	"$e2e" probe -url "$gateway_url/v4/rooms" -status 401
+	"$e2e" probe -url "$gateway_url$(head -n 1 "$tmp/hit.txt")" -status 200
+	load gateway "$gateway_url" "$tmp/hit.txt" "$warmup" >/dev/null
+}
+
+stop_gateway() {
+	kill "$gateway_pid"
+	wait "$gateway_pid" 2>/dev/null || true
+	gateway_pid=
+}
+
+# measure SCENARIO SERVER ROUND PATHS appends the result of one run to out.
+measure() {
+	case $2 in
+	plain) url=$plain_url ;;
+	gateway) url=$gateway_url ;;
+	esac
+	metrics_url=http://127.0.0.1:$gateway_admin/metrics
+	if [ "$2" = gateway ]; then
+		"$e2e" metrics -url "$metrics_url" >"$tmp/metrics.before"
+	fi
+	pprof_pid=
+	if [ "$2" = gateway ] && [ "$profile" = 1 ] && [ "$3" = 1 ]; then
+		go tool pprof -proto -output "$(dirname "$out")/gateway-$1.pb.gz" \
+			"http://127.0.0.1:$gateway_admin/debug/pprof/profile?seconds=5" >/dev/null 2>&1 &
+		pprof_pid=$!
+	fi
+	result=$(load "$2" "$url" "$4" "$duration")
+	if [ -n "$pprof_pid" ]; then
+		wait "$pprof_pid" || echo "e2e.sh: fetching the CPU profile failed" >&2
+	fi
+	if [ "$2" = gateway ]; then
+		result="$result $("$e2e" metrics -url "$metrics_url" -since "$tmp/metrics.before")"
+	fi
+	line="scenario=$1 server=$2 round=$3 $result"
+	echo "$line" >>"$out"
+	echo "$line" >&2
+}
+
+mkdir -p "$(dirname "$out")"
+{
+	echo "# bench/e2e.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "# $(go version), $(nproc) cores, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens caddy=${CADDY:-built from the working tree}"
+} >"$out"
+
+start_plain
+load plain "$plain_url" "$tmp/hit.txt" "$warmup" >/dev/null
+
+round=1
+while [ "$round" -le "$rounds" ]; do
+	# Odd rounds measure plain Caddy first, even rounds the gateway.
+	if [ $((round % 2)) = 1 ]; then order="plain gateway"; else order="gateway plain"; fi
+
+	# Each round starts a new gateway, so after the warm-up its cache
+	# contains the 1,000 tokens of the hit list and no token of the fresh
+	# list.
+	if [ -n "$gateway_pid" ]; then
+		stop_gateway
+	fi
+	start_gateway
+
+	for server in $order; do
+		measure hit "$server" "$round" "$tmp/hit.txt"
+	done
+	for server in $order; do
+		measure fresh "$server" "$round" "$tmp/fresh.txt"
+	done
+
+	round=$((round + 1))
+done
+
+echo "results: $out (relative to bench/)" >&2
+"$e2e" report "$out"

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// run is one wrk run, as e2e.sh writes it: one line of key=value fields.
+type run struct {
+	scenario string // "hit" or "fresh"
+	server   string // "plain" or "gateway"
+	round    int
+	fields   map[string]float64
+}
+
+// rps returns the requests per second of the run.
+func (r run) rps() float64 {
+	return r.fields["requests"] / (r.fields["duration_us"] / 1e6)
+}
+
+// runReport prints, for each scenario, the medians over the rounds of the
+// requests per second and latencies of each server, and the median of the
+// ratios gateway/plain taken within each round. Counts are summed over the
+// rounds. Wraps of the token list matter only for the gateway in the
+// fresh scenario, where a wrap means that a token was sent twice.
+func runReport(args []string) error {
+	if len(args) != 1 {
+		return errors.New("expected one argument, the results file")
+	}
+	runs, err := readRuns(args[0])
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("| scenario | server | rounds | req/s | p50 | p99 | gateway/plain req/s (min-max) | cache hits | cache misses | non-2xx | socket errors | fresh list wraps |\n")
+	fmt.Printf("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, scenario := range []string{"hit", "fresh"} {
+		byServer := map[string]map[int]run{"plain": {}, "gateway": {}}
+		for _, r := range runs {
+			if r.scenario == scenario && byServer[r.server] != nil {
+				byServer[r.server][r.round] = r
+			}
+		}
+
+		var ratios []float64
+		for round, g := range byServer["gateway"] {
+			if p, ok := byServer["plain"][round]; ok {
+				ratios = append(ratios, g.rps()/p.rps())
+			}
+		}
+		slices.Sort(ratios)
+
+		for _, server := range []string{"plain", "gateway"} {
+			rounds := byServer[server]
+			if len(rounds) == 0 {
+				continue
+			}
+			ratio := ""
+			if server == "gateway" && len(ratios) > 0 {
+				ratio = fmt.Sprintf("%.1f %% (%.1f-%.1f)", 100*median(ratios), 100*ratios[0], 100*ratios[len(ratios)-1])
+			}
+			fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f | %s |\n",
+				scenario, server, len(rounds),
+				medianOf(rounds, run.rps),
+				formatMicros(medianOf(rounds, field("p50_us"))),
+				formatMicros(medianOf(rounds, field("p99_us"))),
+				ratio,
+				sumIf(server == "gateway", rounds, "cache_hit"),
+				sumIf(server == "gateway", rounds, "cache_miss"),
+				sum(rounds, "non2xx"), sum(rounds, "socket_errors"),
+				sumIf(scenario == "fresh" && server == "gateway", rounds, "wraps"))
+		}
+	}
+	return nil
+}
+
+// readRuns parses the results file.
+func readRuns(path string) ([]run, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	var runs []run
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		r := run{fields: make(map[string]float64)}
+		for _, field := range strings.Fields(text) {
+			name, value, ok := strings.Cut(field, "=")
+			if !ok {
+				return nil, fmt.Errorf("%s:%d: field %q is not name=value", path, line, field)
+			}
+			switch name {
+			case "scenario":
+				r.scenario = value
+			case "server":
+				r.server = value
+			case "round":
+				r.round, err = strconv.Atoi(value)
+			default:
+				r.fields[name], err = strconv.ParseFloat(value, 64)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: invalid value in %q", path, line, field)
+			}
+		}
+		if r.scenario == "" || r.server == "" || r.fields["duration_us"] <= 0 {
+			return nil, fmt.Errorf("%s:%d: scenario, server or duration_us missing", path, line)
+		}
+		runs = append(runs, r)
+	}
+	return runs, sc.Err()
+}
+
+// parseFields parses "name=value name=value ..." with numeric values.
+func parseFields(text string) (map[string]float64, error) {
+	fields := make(map[string]float64)
+	for _, field := range strings.Fields(text) {
+		name, value, ok := strings.Cut(field, "=")
+		if !ok {
+			return nil, fmt.Errorf("field %q is not name=value", field)
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("invalid value in %q", field)
+		}
+		fields[name] = v
+	}
+	return fields, nil
+}
+
+func field(name string) func(run) float64 {
+	return func(r run) float64 { return r.fields[name] }
+}
+
+func medianOf(rounds map[int]run, value func(run) float64) float64 {
+	values := make([]float64, 0, len(rounds))
+	for _, r := range rounds {
+		values = append(values, value(r))
+	}
+	slices.Sort(values)
+	return median(values)
+}
+
+func sum(rounds map[int]run, name string) float64 {
+	total := 0.0
+	for _, r := range rounds {
+		total += r.fields[name]
+	}
+	return total
+}
+
+func sumIf(ok bool, rounds map[int]run, name string) string {
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%.0f", sum(rounds, name))
+}
+
+// median returns the median of sorted, or 0 when it is empty.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return sorted[n/2]
+	default:
+		return (sorted[n/2-1] + sorted[n/2]) / 2
+	}
+}
+
+// formatMicros writes a latency given in microseconds in ms.
+func formatMicros(us float64) string {
+	return fmt.Sprintf("%.2f ms", us/1000)
+}
