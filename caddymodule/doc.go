@@ -9,3 +9,7 @@
 // the credentials from the request, applies the configuration and writes
 // the response.
 package caddymodule
+
+// Importing this package also registers the "caddy usersig" subcommands,
+// so that a Caddy built with xcaddy --with this package has them.
+import _ "github.com/caddy-usersig/caddy-usersig/caddymodule/usersigcmd"

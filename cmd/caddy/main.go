@@ -7,7 +7,6 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-usersig/caddy-usersig/caddymodule"
-	_ "github.com/caddy-usersig/caddy-usersig/caddymodule/usersigcmd"
 )
 
 func main() {
