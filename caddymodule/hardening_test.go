@@ -1029,6 +1029,7 @@ func TestDebugLogsHoldNoSecrets(t *testing.T) {
 	}
 	reload.Header.Set("Content-Type", "application/json")
 	reload.Header.Set("Cache-Control", "must-revalidate")
+	reload.Close = true // Caddy may close admin connections while it applies a config
 	resp, err := s.client.Do(reload)
 	if err != nil {
 		t.Fatalf("reload: %v", err)
@@ -1038,6 +1039,9 @@ func TestDebugLogsHoldNoSecrets(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("reload: admin API status %d", resp.StatusCode)
 	}
+	// The old config's server closes its connections, so the next request
+	// must not reuse an idle one.
+	s.client.CloseIdleConnections()
 	if resp, err := s.send("/?"+credentialsQuery(testAppID, testUserID, genuine).Encode(), nil); err != nil || resp.status != http.StatusOK {
 		t.Errorf("after the reload: response %d, error %v, want 200", resp.status, err)
 	}

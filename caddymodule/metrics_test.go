@@ -178,7 +178,10 @@ func TestMetricsSurviveReload(t *testing.T) {
 		}
 		_, before := s.scrape()
 
-		resp, err := s.client.Post("http://"+s.adminAddr+"/load", "application/json", bytes.NewReader(reloaded))
+		// Caddy may close admin connections while it applies a config,
+		// and the old server closes its own, so neither is reused.
+		adminClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := adminClient.Post("http://"+s.adminAddr+"/load", "application/json", bytes.NewReader(reloaded))
 		if err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
@@ -187,6 +190,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("reload %d: admin API status %d: %s", i, resp.StatusCode, body)
 		}
+		s.client.CloseIdleConnections()
 
 		text, after := s.scrape()
 		for _, family := range []string{"requests_total", "denied_total", "cache_lookups_total", "key_matches_total", "lockouts_total", "revocations_total", "verify_duration_seconds"} {

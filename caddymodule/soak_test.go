@@ -472,11 +472,14 @@ func TestReloadKeySetsUnderLoad(t *testing.T) {
 		})
 	}
 
+	// Caddy may close admin connections while it applies a config, so
+	// each reload goes over a new connection.
+	adminClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 	reloads := *reloadCount
 	reloadStart := time.Now()
 	for i := range reloads {
 		toB := i%2 == 0
-		resp, err := s.client.Post("http://"+s.adminAddr+"/load", "application/json", bytes.NewReader(configs[i%2]))
+		resp, err := adminClient.Post("http://"+s.adminAddr+"/load", "application/json", bytes.NewReader(configs[i%2]))
 		if err != nil {
 			t.Errorf("reload %d: %v", i, err)
 			continue
