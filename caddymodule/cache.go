@@ -125,7 +125,7 @@ func newVerifyCache(size, rejectSize int, rejectTTL time.Duration) (*verifyCache
 	return c, nil
 }
 
-// cacheOutcome says how verifyCache.verify found its result.
+// cacheOutcome reports where verifyCache.verify found its result.
 type cacheOutcome int
 
 const (

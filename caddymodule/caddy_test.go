@@ -184,7 +184,7 @@ func (s *testServer) do(method, target string, header http.Header) response {
 	if err != nil && req.GetBody == nil {
 		// NOTE: right after a reload, Linux may reset a new connection
 		// that was queued on the old config's SO_REUSEPORT socket before
-		// Caddy closed it; such a request never reached a handler, so it
+		// Caddy closed it. Such a request never reached a handler, so it
 		// is sent once more.
 		s.t.Logf("%s %s: %v; retrying once on a new connection", method, target, err)
 		s.client.CloseIdleConnections()

@@ -167,7 +167,7 @@ func (l *revocationList) add(e revocationEntry) error {
 	return nil
 }
 
-var errRevocationListFull = fmt.Errorf("the revocation list already holds the maximum of %d entries", maxRevocationEntries)
+var errRevocationListFull = fmt.Errorf("revocation list is full: it contains the maximum of %d entries", maxRevocationEntries)
 
 // with returns a copy of l with e added. l is not changed.
 func (l *revocationList) with(e revocationEntry) (*revocationList, error) {

@@ -120,6 +120,7 @@ func checkAgainstStandardLibrary(t *testing.T, token string, doc Document) {
 	if err != nil {
 		t.Fatalf("encoding/base64 rejects a token we accept: %v", err)
 	}
+
 	zr, err := stdzlib.NewReader(bytes.NewReader(z))
 	if err != nil {
 		t.Fatalf("compress/zlib rejects a stream we accept: %v", err)
@@ -128,6 +129,7 @@ func checkAgainstStandardLibrary(t *testing.T, token string, doc Document) {
 	if err != nil {
 		t.Fatalf("compress/zlib fails on a stream we accept: %v", err)
 	}
+
 	dec := json.NewDecoder(bytes.NewReader(text))
 	dec.UseNumber()
 	var m map[string]any
@@ -137,6 +139,7 @@ func checkAgainstStandardLibrary(t *testing.T, token string, doc Document) {
 	if !utf8.Valid(text) {
 		t.Fatalf("we accepted invalid UTF-8")
 	}
+
 	if id, ok := m["TLS.identifier"]; ok && id != doc.UserID {
 		t.Fatalf("identifier %q, encoding/json reads %q", doc.UserID, id)
 	}
