@@ -12,7 +12,15 @@
 # Both servers receive the same requests from the same wrk script. Each
 # round runs every scenario once on each server, alternating which server
 # goes first, and the report divides the gateway's requests per second by
-# plain Caddy's within each round.
+# plain Caddy's within each round. It also reads the CPU time that the
+# server process used during each run from /proc, and reports it per
+# request: the gateway's extra CPU time per request is the cost of the
+# usersig handler, whatever the load generator did.
+#
+# By default (PIN=1) the servers run on CPU 0 and wrk on CPU 1, with
+# taskset, so that the load generator does not take CPU time from the
+# server it measures; Go then runs each server with GOMAXPROCS=1. PIN=0
+# lets the scheduler place all processes on every core.
 #
 # Environment (defaults in brackets):
 #   ROUNDS [5]         rounds
@@ -29,6 +37,8 @@
 #   PROFILE [0]        with 1, also saves a 5 s CPU profile of the gateway
 #                      in each scenario of round 1, next to OUT; the
 #                      profiling slows those two runs down
+#   PIN [1]            1 runs the servers on CPU 0 and wrk on CPU 1;
+#                      0 does not pin; needs taskset and 2 cores
 #   CADDY [built]      a Caddy binary with the usersig module to run
 #                      instead of building ./cmd/caddy, such as one built
 #                      from an older commit for a before-and-after run
@@ -46,12 +56,29 @@ warmup=${WARMUP:-2}
 fresh_tokens=${FRESH_TOKENS:-600000}
 out=${OUT:-e2e/results/e2e.txt}
 profile=${PROFILE:-0}
+pin=${PIN:-1}
 sdkappid=1400000001
 
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "e2e.sh: wrk not found: install it (Debian: apt-get install wrk)" >&2
 	exit 1
 fi
+
+server_cpu=
+load_cpu=
+if [ "$pin" = 1 ]; then
+	if ! command -v taskset >/dev/null 2>&1 || [ "$(nproc)" -lt 2 ]; then
+		echo "e2e.sh: PIN=1 needs taskset (util-linux) and 2 cores; run with PIN=0" >&2
+		exit 1
+	fi
+	server_cpu="taskset -c 0"
+	load_cpu="taskset -c 1"
+fi
+if [ ! -r /proc/self/stat ]; then
+	echo "e2e.sh: /proc/PID/stat is needed to read the servers' CPU time" >&2
+	exit 1
+fi
+ticks_per_second=$(getconf CLK_TCK)
 
 tmp=$(mktemp -d)
 plain_pid=
@@ -116,7 +143,7 @@ echo "issuing 1000 + $fresh_tokens tokens" >&2
 
 # load NAME URL PATHS SECONDS prints the result line of one wrk run.
 load() {
-	E2E_PATHS=$3 E2E_THREADS=$threads wrk -t"$threads" -c"$connections" -d"$4"s \
+	E2E_PATHS=$3 E2E_THREADS=$threads $load_cpu wrk -t"$threads" -c"$connections" -d"$4"s \
 		-s e2e/rotate.lua "$2" >"$tmp/wrk.out" 2>&1 || {
 		echo "e2e.sh: wrk failed against $1:" >&2
 		cat "$tmp/wrk.out" >&2
@@ -126,13 +153,13 @@ load() {
 }
 
 start_plain() {
-	"$tmp/caddy" run --config "$tmp/plain.caddyfile" --adapter caddyfile >"$tmp/plain.log" 2>&1 &
+	$server_cpu "$tmp/caddy" run --config "$tmp/plain.caddyfile" --adapter caddyfile >"$tmp/plain.log" 2>&1 &
 	plain_pid=$!
 	"$e2e" probe -url "$plain_url/" -status 200
 }
 
 start_gateway() {
-	"$tmp/caddy" run --config "$tmp/gateway.caddyfile" --adapter caddyfile >>"$tmp/gateway.log" 2>&1 &
+	$server_cpu "$tmp/caddy" run --config "$tmp/gateway.caddyfile" --adapter caddyfile >>"$tmp/gateway.log" 2>&1 &
 	gateway_pid=$!
 	# A request without credentials must be rejected, and one with a
 	# genuine token accepted, or the load would measure something else.
@@ -147,11 +174,18 @@ stop_gateway() {
 	gateway_pid=
 }
 
+# cpu_ticks PID prints the user plus system CPU time of a process, in
+# clock ticks (fields 14 and 15 of /proc/PID/stat; the command name in
+# field 2 is "(caddy)", without spaces).
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 # measure SCENARIO SERVER ROUND PATHS appends the result of one run to out.
 measure() {
 	case $2 in
-	plain) url=$plain_url ;;
-	gateway) url=$gateway_url ;;
+	plain) url=$plain_url pid=$plain_pid ;;
+	gateway) url=$gateway_url pid=$gateway_pid ;;
 	esac
 	metrics_url=http://127.0.0.1:$gateway_admin/metrics
 	if [ "$2" = gateway ]; then
@@ -163,7 +197,10 @@ measure() {
 			"http://127.0.0.1:$gateway_admin/debug/pprof/profile?seconds=5" >/dev/null 2>&1 &
 		pprof_pid=$!
 	fi
+	ticks_before=$(cpu_ticks "$pid")
 	result=$(load "$2" "$url" "$4" "$duration")
+	ticks_after=$(cpu_ticks "$pid")
+	result="$result server_cpu_us=$(( (ticks_after - ticks_before) * 1000000 / ticks_per_second ))"
 	if [ -n "$pprof_pid" ]; then
 		wait "$pprof_pid" || echo "e2e.sh: fetching the CPU profile failed" >&2
 	fi
@@ -179,7 +216,7 @@ mkdir -p "$(dirname "$out")"
 {
 	echo "# bench/e2e.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# $(go version), $(nproc) cores, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens caddy=${CADDY:-built from the working tree}"
+	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin caddy=${CADDY:-built from the working tree}"
 } >"$out"
 
 start_plain

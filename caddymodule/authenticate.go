@@ -22,7 +22,8 @@ const maxLoggedBytes = 64
 type authResult struct {
 	// claims are the verified claims, and grant the rights of a valid
 	// privilege map (nil without one). Both are only set on success.
-	claims usersig.Claims
+	// claims may be an entry of the cache, so it must not be modified.
+	claims *usersig.Claims
 	grant  *privilegeGrant
 
 	// anonymous is true when the request carries none of the three
@@ -30,70 +31,78 @@ type authResult struct {
 	anonymous bool
 
 	// sdkAppID is the claimed SDKAppID once it is known to be a
-	// configured app, else 0. retryAfter is the remaining time of a
-	// lockout, set with failLockedOut.
+	// configured app, else 0, and app is that app. retryAfter is the
+	// remaining time of a lockout, set with failLockedOut.
 	sdkAppID   uint64
+	app        *appState
 	retryAfter time.Duration
 
 	creds credentials // as read from the request, for the log
 }
 
-// authenticate checks the credentials of r, logs a failure and records
-// how long the check took. now is the time to verify against, taken just
-// before the call. It does not change r.
-func (g *Gateway) authenticate(r *http.Request, now time.Time) (authResult, *failure) {
-	res, fail := g.check(r, now)
+// authenticate checks the credentials of r into res, logs a failure and
+// records how long the check took. now is the time to verify against,
+// taken just before the call. It does not change r.
+//
+// The result is written through a pointer, and claims are passed by
+// pointer down to the cache, to keep the stack frames of this path small:
+// every request runs it on a connection goroutine whose stack the garbage
+// collector shrinks between requests, and a deep path makes the stack grow
+// again, a copy, on the next request.
+func (g *Gateway) authenticate(r *http.Request, now time.Time, res *authResult) *failure {
+	fail := g.check(r, now, res)
 	metricVerifyDuration.Observe(time.Since(now).Seconds())
 	if fail != nil {
 		g.countFailure(r, res, fail, now)
-		g.logFailure(fail, res.creds, g.passesWithout(res.anonymous))
+		g.logFailure(fail, &res.creds, g.passesWithout(res.anonymous))
 	}
-	return res, fail
+	return fail
 }
 
 // check runs the checks of a request in order: read the credentials,
 // reject a locked-out client, verify the UserSig through the cache,
 // reject a revoked token, then apply the token type and the privilege
 // requirements. The first failure is returned.
-func (g *Gateway) check(r *http.Request, now time.Time) (authResult, *failure) {
-	creds, fail := g.credentials.read(r)
-	res := authResult{creds: creds}
+func (g *Gateway) check(r *http.Request, now time.Time, res *authResult) *failure {
+	fail := g.credentials.read(r, &res.creds)
 	if fail != nil {
-		return res, fail
+		return fail
 	}
+	creds := &res.creds
 	if creds.userSig == "" && creds.sdkAppID == "" && creds.userID == "" {
 		res.anonymous = true
-		return res, failMissingUserSig
+		return failMissingUserSig
 	}
 	if creds.userSig == "" {
-		return res, failMissingUserSig
+		return failMissingUserSig
 	}
 	if creds.sdkAppID == "" {
-		return res, failMissingAppID
+		return failMissingAppID
 	}
 	sdkAppID, err := strconv.ParseUint(creds.sdkAppID, 10, 64)
 	if err != nil {
-		return res, failInvalidAppID
+		return failInvalidAppID
 	}
-	verifier, ok := g.verifiers[sdkAppID]
+	app, ok := g.apps[sdkAppID]
 	if !ok {
-		return res, failUnknownAppID
+		return failUnknownAppID
 	}
 	res.sdkAppID = sdkAppID
+	res.app = app
 	if creds.userID == "" {
-		return res, failMissingUserID
+		return failMissingUserID
 	}
 
 	// A locked-out client is rejected before the costly verification.
 	if blocked, wait := g.checkLockout(r, sdkAppID, creds.userID, now); blocked {
 		res.retryAfter = wait
-		return res, failLockedOut
+		return failLockedOut
 	}
 
 	// The token type is checked below rather than by Verify, so that the
 	// cache stores genuine tokens of either type and a PrivateMapKey sent
 	// again is rejected without another HMAC.
-	claims, fail, outcome := g.cache.verify(verifier, creds.userSig, usersig.Request{
+	claims, fail, outcome := g.cache.verify(app.verifier, creds.userSig, &usersig.Request{
 		SDKAppID: sdkAppID,
 		UserID:   creds.userID,
 		Now:      now,
@@ -101,41 +110,40 @@ func (g *Gateway) check(r *http.Request, now time.Time) (authResult, *failure) {
 	})
 	countCacheLookup(outcome)
 	if fail != nil {
-		return res, fail
+		return fail
 	}
-	g.countKeyMatch(claims)
+	app.countKeyMatch(claims)
 
 	// The revocation list changes while tokens stay in the cache, so it
 	// is checked on every request, after the cache.
 	if g.revocations.revoked(claims.SDKAppID, claims.UserID, claims.Time, now) {
 		countRevocation()
-		return res, failRevoked
+		return failRevoked
 	}
 
 	if fail := checkTokenType(g.tokenMode, claims); fail != nil {
-		return res, fail
+		return fail
 	}
 	grant, fail := checkPrivileges(r, claims, g.requirement)
 	if fail != nil {
-		return res, fail
+		return fail
 	}
 	res.claims = claims
 	res.grant = grant
-	return res, nil
+	return nil
 }
 
 // countKeyMatch counts a genuine token in key_matches_total under its
 // SDKAppID and the index of the key that verified it.
-func (g *Gateway) countKeyMatch(claims usersig.Claims) {
-	series := g.keyMatches[claims.SDKAppID]
-	if claims.KeyIndex >= 0 && claims.KeyIndex < len(series) {
-		series[claims.KeyIndex].Inc()
+func (a *appState) countKeyMatch(claims *usersig.Claims) {
+	if claims.KeyIndex >= 0 && claims.KeyIndex < len(a.keyMatches) {
+		a.keyMatches[claims.KeyIndex].Inc()
 	}
 }
 
 // checkTokenType applies the token_type setting to a genuine token, as
 // usersig.Verifier.Verify would for the same mode.
-func checkTokenType(mode usersig.Mode, claims usersig.Claims) *failure {
+func checkTokenType(mode usersig.Mode, claims *usersig.Claims) *failure {
 	switch {
 	case mode == usersig.ModeUserSig && claims.HasUserBuf:
 		return failPrivateMapKey
@@ -150,7 +158,7 @@ func checkTokenType(mode usersig.Mode, claims usersig.Claims) *failure {
 // higher level. passed reports whether the mode lets the request go
 // on anyway. The log never holds the UserSig, only its length and a hash
 // prefix to tell repeated tokens apart.
-func (g *Gateway) logFailure(f *failure, creds credentials, passed bool) {
+func (g *Gateway) logFailure(f *failure, creds *credentials, passed bool) {
 	message := "UserSig rejected"
 	if passed {
 		message = "UserSig not valid, request passed on"

@@ -89,13 +89,15 @@ type rejection struct {
 }
 
 // flight is a verification in progress. Its fields other than done are
-// written before done is closed and only read after.
+// written before done is released and only read after. done is a
+// WaitGroup rather than a channel because it lives inside the flight and
+// costs no allocation of its own.
 type flight struct {
-	done     chan struct{}
+	done     sync.WaitGroup
 	sdkAppID uint64
 	userID   string
 	finished bool // false when the verification panicked
-	claims   usersig.Claims
+	claims   *usersig.Claims
 	fail     *failure
 }
 
@@ -137,8 +139,9 @@ const (
 
 // verify checks token against req with v, using and filling the cache.
 // req.Mode should be usersig.ModeAny: the cache stores claims whatever the
-// token type, and the caller checks the type on every result.
-func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Request) (usersig.Claims, *failure, cacheOutcome) {
+// token type, and the caller checks the type on every result. The claims
+// may be a cache entry, which the caller must not modify.
+func (c *verifyCache) verify(v *usersig.Verifier, token string, req *usersig.Request) (*usersig.Claims, *failure, cacheOutcome) {
 	key := c.key(token)
 	if claims, fail, outcome, ok := c.lookup(key, v, req); ok {
 		return claims, fail, outcome
@@ -156,7 +159,8 @@ func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Requ
 		c.mu.Unlock()
 		return claims, fail, outcome
 	}
-	f := &flight{done: make(chan struct{}), sdkAppID: req.SDKAppID, userID: req.UserID}
+	f := &flight{sdkAppID: req.SDKAppID, userID: req.UserID}
+	f.done.Add(1)
 	c.flights[key] = f
 	c.mu.Unlock()
 
@@ -164,7 +168,7 @@ func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Requ
 		c.mu.Lock()
 		delete(c.flights, key)
 		c.mu.Unlock()
-		close(f.done)
+		f.done.Done()
 	}()
 	f.claims, f.fail = c.verifyAndStore(key, v, token, req)
 	f.finished = true
@@ -174,19 +178,19 @@ func (c *verifyCache) verify(v *usersig.Verifier, token string, req usersig.Requ
 // follow waits for another request's verification of the same token and
 // reuses its result where the result does not depend on what the two
 // requests claim.
-func (c *verifyCache) follow(f *flight, key tokenKey, v *usersig.Verifier, token string, req usersig.Request) (usersig.Claims, *failure) {
+func (c *verifyCache) follow(f *flight, key tokenKey, v *usersig.Verifier, token string, req *usersig.Request) (*usersig.Claims, *failure) {
 	runHook(&testHookFollow)
-	<-f.done
+	f.done.Wait()
 	switch {
 	case !f.finished:
 		return c.verifyAndStore(key, v, token, req)
 	case f.fail == nil:
-		if err := v.Check(f.claims, req); err != nil {
-			return usersig.Claims{}, failureFromError(err)
+		if err := v.Check(*f.claims, *req); err != nil {
+			return nil, failureFromError(err)
 		}
 		return f.claims, nil
 	case f.sdkAppID == req.SDKAppID && f.userID == req.UserID:
-		return usersig.Claims{}, f.fail
+		return nil, f.fail
 	default:
 		return c.verifyAndStore(key, v, token, req)
 	}
@@ -194,11 +198,14 @@ func (c *verifyCache) follow(f *flight, key tokenKey, v *usersig.Verifier, token
 
 // lookup returns the stored result for key, checked against req, which
 // kind of entry held it, and whether there was one.
-func (c *verifyCache) lookup(key tokenKey, v *usersig.Verifier, req usersig.Request) (usersig.Claims, *failure, cacheOutcome, bool) {
+func (c *verifyCache) lookup(key tokenKey, v *usersig.Verifier, req *usersig.Request) (*usersig.Claims, *failure, cacheOutcome, bool) {
 	if c.claims != nil {
 		if claims, ok := c.claims.get(key); ok {
-			claims, fail := c.checkStored(key, v, claims, req)
-			return claims, fail, cacheHit, true
+			fail := c.checkStored(key, v, claims, req)
+			if fail != nil {
+				return nil, fail, cacheHit, true
+			}
+			return claims, nil, cacheHit, true
 		}
 	}
 
@@ -206,21 +213,21 @@ func (c *verifyCache) lookup(key tokenKey, v *usersig.Verifier, req usersig.Requ
 		if r, ok := c.rejects.get(key); ok {
 			if req.Now.Sub(r.storedAt) > c.rejectTTL {
 				c.rejects.remove(key)
-				return usersig.Claims{}, nil, cacheMiss, false
+				return nil, nil, cacheMiss, false
 			}
-			return usersig.Claims{}, r.check(req), cacheRejectHit, true
+			return nil, r.check(req), cacheRejectHit, true
 		}
 	}
-	return usersig.Claims{}, nil, cacheMiss, false
+	return nil, nil, cacheMiss, false
 }
 
 // checkStored checks the stored claims of a genuine token against req, as
 // Verify would, and drops the entry once the token has expired, because
 // it can never verify again.
-func (c *verifyCache) checkStored(key tokenKey, v *usersig.Verifier, claims *usersig.Claims, req usersig.Request) (usersig.Claims, *failure) {
-	err := v.Check(*claims, req)
+func (c *verifyCache) checkStored(key tokenKey, v *usersig.Verifier, claims *usersig.Claims, req *usersig.Request) *failure {
+	err := v.Check(*claims, *req)
 	if err == nil {
-		return *claims, nil
+		return nil
 	}
 
 	// A request that claims another SDKAppID or UserID gets the mismatch,
@@ -234,14 +241,14 @@ func (c *verifyCache) checkStored(key tokenKey, v *usersig.Verifier, claims *use
 	if expired {
 		c.claims.remove(key)
 	}
-	return usersig.Claims{}, failureFromError(err)
+	return failureFromError(err)
 }
 
 // check returns the failure that verifying the token again for req would
 // give. A malformed token fails before anything is compared. For a bad
 // signature, Verify first compares the SDKAppID and then the UserID with
 // those in the token, which are the ones stored.
-func (r rejection) check(req usersig.Request) *failure {
+func (r *rejection) check(req *usersig.Request) *failure {
 	if r.fail.result != usersig.ErrInvalidSignature.Result() {
 		return r.fail
 	}
@@ -256,20 +263,19 @@ func (r rejection) check(req usersig.Request) *failure {
 
 // verifyAndStore verifies token and stores the result under key when it
 // can be reused.
-func (c *verifyCache) verifyAndStore(key tokenKey, v *usersig.Verifier, token string, req usersig.Request) (usersig.Claims, *failure) {
+func (c *verifyCache) verifyAndStore(key tokenKey, v *usersig.Verifier, token string, req *usersig.Request) (*usersig.Claims, *failure) {
 	runHook(&testHookVerify)
 	verifyCalls.Add(1)
-	claims, err := v.Verify(token, req)
+	claims, err := v.Verify(token, *req)
 	if err == nil {
-		if c.claims != nil {
-			// Verify returns req.UserID, which may be a substring of a
-			// large request string, so the cache keeps a copy rather than
-			// pin the request. UserBuf is already a new slice.
-			stored := claims
-			stored.UserID = strings.Clone(claims.UserID)
-			c.claims.add(key, stored)
+		if c.claims == nil {
+			return &claims, nil
 		}
-		return claims, nil
+		// Verify returns req.UserID, which may be a substring of a large
+		// request string, so the cache keeps a copy rather than pin the
+		// request. UserBuf is already a new slice.
+		claims.UserID = strings.Clone(claims.UserID)
+		return c.claims.add(key, claims), nil
 	}
 
 	fail := failureFromError(err)
@@ -281,7 +287,7 @@ func (c *verifyCache) verifyAndStore(key tokenKey, v *usersig.Verifier, token st
 			storedAt: req.Now,
 		})
 	}
-	return usersig.Claims{}, fail
+	return nil, fail
 }
 
 // purge empties the cache. Requests still running may add entries again,
@@ -399,8 +405,8 @@ func (s *shardedCache[V]) get(key tokenKey) (*V, bool) {
 }
 
 // add stores value under key, evicting an entry of the shard when the
-// shard is full.
-func (s *shardedCache[V]) add(key tokenKey, value V) {
+// shard is full, and returns the stored value, which must not be changed.
+func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 	e := &cacheEntry[V]{hi: key.hi, lo: key.lo, value: value}
 	sh := s.shard(key)
 	sh.mu.Lock()
@@ -413,6 +419,7 @@ func (s *shardedCache[V]) add(key tokenKey, value V) {
 	}
 	sh.ring[e.slot] = e
 	sh.entries[key.hi] = e
+	return &e.value
 }
 
 // freeSlot returns a slot of ring for a new entry: a slot left by a

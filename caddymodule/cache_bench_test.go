@@ -69,7 +69,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	cpu := startCPUClock()
 	for i := 0; i < b.N; i++ {
 		n := i % benchTokenCount
-		_, fail, outcome := c.verify(f.verifier, f.tokens[n], f.requests[n])
+		_, fail, outcome := c.verify(f.verifier, f.tokens[n], &f.requests[n])
 		if !checkHit(b, fail, outcome) {
 			return
 		}
@@ -97,7 +97,7 @@ func BenchmarkCacheHitParallel(b *testing.B) {
 			i := int(goroutines.Add(1)) * 397
 			for pb.Next() {
 				n := i % benchTokenCount
-				_, fail, outcome := c.verify(f.verifier, f.tokens[n], f.requests[n])
+				_, fail, outcome := c.verify(f.verifier, f.tokens[n], &f.requests[n])
 				if !checkHit(b, fail, outcome) {
 					return
 				}
@@ -115,7 +115,7 @@ func BenchmarkCacheHitParallel(b *testing.B) {
 		cpu := startCPUClock()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				_, fail, outcome := c.verify(f.verifier, f.tokens[0], f.requests[0])
+				_, fail, outcome := c.verify(f.verifier, f.tokens[0], &f.requests[0])
 				if !checkHit(b, fail, outcome) {
 					return
 				}
@@ -143,7 +143,7 @@ func BenchmarkCacheMiss(b *testing.B) {
 	cpu := startCPUClock()
 	for i := 0; i < b.N; i++ {
 		n := i % benchTokenCount
-		_, fail, outcome := c.verify(f.verifier, f.tokens[n], f.requests[n])
+		_, fail, outcome := c.verify(f.verifier, f.tokens[n], &f.requests[n])
 		if fail != nil || outcome != cacheMiss {
 			b.Fatalf("lookup gave failure %v and outcome %d, want success and a miss", fail, outcome)
 		}
@@ -178,7 +178,7 @@ func BenchmarkCacheRejectHit(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := newDefaultCache(b)
-	if _, fail, _ := c.verify(f.verifier, forged, f.requests[0]); fail == nil || fail.code != usersig.CodeInvalidSignature {
+	if _, fail, _ := c.verify(f.verifier, forged, &f.requests[0]); fail == nil || fail.code != usersig.CodeInvalidSignature {
 		b.Fatalf("forged token gave failure %v, want code %d", fail, usersig.CodeInvalidSignature)
 	}
 
@@ -186,7 +186,7 @@ func BenchmarkCacheRejectHit(b *testing.B) {
 	b.ResetTimer()
 	cpu := startCPUClock()
 	for i := 0; i < b.N; i++ {
-		_, fail, outcome := c.verify(f.verifier, forged, f.requests[0])
+		_, fail, outcome := c.verify(f.verifier, forged, &f.requests[0])
 		if fail == nil || outcome != cacheRejectHit {
 			b.Fatalf("lookup gave failure %v and outcome %d, want a stored rejection", fail, outcome)
 		}

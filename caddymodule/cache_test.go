@@ -264,12 +264,12 @@ func TestCacheHitMatchesVerify(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newDefaultCache(t)
-			if _, fail, outcome := c.verify(v, token, own); fail != nil || outcome != cacheMiss {
+			if _, fail, outcome := c.verify(v, token, &own); fail != nil || outcome != cacheMiss {
 				t.Fatalf("first verification gave failure %v and outcome %d, want success and a miss", fail, outcome)
 			}
 			req := usersig.Request{SDKAppID: tc.sdkAppID, UserID: tc.userID, Now: tc.now, Mode: usersig.ModeAny}
 
-			claims, cached, outcome := c.verify(v, token, req)
+			claims, cached, outcome := c.verify(v, token, &req)
 			if outcome != cacheHit {
 				t.Errorf("outcome = %d, want a hit (%d)", outcome, cacheHit)
 			}
@@ -313,12 +313,12 @@ func TestCacheDropsExpiredTokenForOtherIdentity(t *testing.T) {
 	issued := time.Now().Truncate(time.Second)
 	token := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID, Time: issued, Expire: 60})
 	c := newDefaultCache(t)
-	if _, fail, _ := c.verify(v, token, usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: issued, Mode: usersig.ModeAny}); fail != nil {
+	if _, fail, _ := c.verify(v, token, &usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: issued, Mode: usersig.ModeAny}); fail != nil {
 		t.Fatalf("first verification failed: %v", fail)
 	}
 
 	later := issued.Add(time.Hour)
-	_, fail, outcome := c.verify(v, token, usersig.Request{SDKAppID: testAppID, UserID: "bob", Now: later, Mode: usersig.ModeAny})
+	_, fail, outcome := c.verify(v, token, &usersig.Request{SDKAppID: testAppID, UserID: "bob", Now: later, Mode: usersig.ModeAny})
 	if outcome != cacheHit {
 		t.Errorf("request for another UserID: outcome = %d, want a hit (%d)", outcome, cacheHit)
 	}
@@ -330,7 +330,7 @@ func TestCacheDropsExpiredTokenForOtherIdentity(t *testing.T) {
 	}
 
 	before := verifyCalls.Load()
-	_, fail, outcome = c.verify(v, token, usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: later, Mode: usersig.ModeAny})
+	_, fail, outcome = c.verify(v, token, &usersig.Request{SDKAppID: testAppID, UserID: testUserID, Now: later, Mode: usersig.ModeAny})
 	if outcome != cacheMiss {
 		t.Errorf("request after the drop: outcome = %d, want a miss (%d)", outcome, cacheMiss)
 	}
@@ -391,7 +391,7 @@ func newDefaultCache(tb testing.TB) *verifyCache {
 func (f *cacheFixture) fill(tb testing.TB, c *verifyCache) {
 	tb.Helper()
 	for i, token := range f.tokens {
-		if _, fail, outcome := c.verify(f.verifier, token, f.requests[i]); fail != nil || outcome != cacheMiss {
+		if _, fail, outcome := c.verify(f.verifier, token, &f.requests[i]); fail != nil || outcome != cacheMiss {
 			tb.Fatalf("token %d: first verification gave failure %v and outcome %d, want success and a miss", i, fail, outcome)
 		}
 	}
@@ -564,7 +564,7 @@ func TestCacheDoesNotPinRequest(t *testing.T) {
 	uri := "/?identifier=" + req.UserID + "&usersig=" + token
 	req.UserID = uri[len("/?identifier=") : len("/?identifier=")+len(req.UserID)]
 
-	if _, fail, _ := c.verify(f.verifier, uri[len(uri)-len(token):], req); fail != nil {
+	if _, fail, _ := c.verify(f.verifier, uri[len(uri)-len(token):], &req); fail != nil {
 		t.Fatalf("first verification failed: %v", fail)
 	}
 	claims, ok := c.claims.get(c.key(token))
@@ -603,7 +603,7 @@ func measureCacheHeap(tb testing.TB, f *cacheFixture) uint64 {
 		prefix := fmt.Sprintf("/v4/rooms?sdkappid=%d&identifier=", req.SDKAppID)
 		uri := prefix + req.UserID + "&usersig=" + token
 		req.UserID = uri[len(prefix) : len(prefix)+len(req.UserID)]
-		if _, fail, _ := c.verify(f.verifier, uri[len(uri)-len(token):], req); fail != nil {
+		if _, fail, _ := c.verify(f.verifier, uri[len(uri)-len(token):], &req); fail != nil {
 			tb.Fatalf("token %d: %v", i, fail)
 		}
 	}

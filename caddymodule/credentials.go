@@ -78,133 +78,226 @@ type credentials struct {
 	userSig  string
 }
 
+// credential names one of the three credentials.
+type credential int
+
+const (
+	credSDKAppID credential = iota
+	credUserID
+	credUserSig
+)
+
+// field returns the field of c that holds the credential.
+func (c *credentials) field(which credential) *string {
+	switch which {
+	case credSDKAppID:
+		return &c.sdkAppID
+	case credUserID:
+		return &c.userID
+	}
+	return &c.userSig
+}
+
+// queryName is a query parameter name that carries a credential.
+type queryName struct {
+	name  string
+	which credential
+}
+
 // credentialReader reads the three credentials from a request.
 type credentialReader struct {
 	sdkAppID []source
 	userID   []source
 	userSig  []source
+
+	// query lists the query sources of all three credentials, so that
+	// read parses the query string once for all of them.
+	query []queryName
 }
 
-// read returns the request's credentials. It fails when one credential has
+// newCredentialReader returns a reader for the given sources of each
+// credential.
+func newCredentialReader(sdkAppID, userID, userSig []source) credentialReader {
+	cr := credentialReader{sdkAppID: sdkAppID, userID: userID, userSig: userSig}
+	for which, sources := range [...][]source{sdkAppID, userID, userSig} {
+		for _, s := range sources {
+			if s.kind == fromQuery {
+				cr.query = append(cr.query, queryName{name: s.name, which: credential(which)})
+			}
+		}
+	}
+	return cr
+}
+
+// read reads the request's credentials into c, which must be zero. It fails when one credential has
 // two different non-empty values, in two sources or twice in one source,
 // or a query value that does not percent-decode, which another parser
 // behind the gateway could read differently. The same value given twice is
 // accepted, and empty values count as absent.
-func (cr *credentialReader) read(r *http.Request) (credentials, *failure) {
-	var c credentials
-	var ok bool
-	if c.sdkAppID, ok = readValue(r, cr.sdkAppID); !ok {
-		return c, failConflicting
+func (cr *credentialReader) read(r *http.Request, c *credentials) *failure {
+	if len(cr.query) > 0 && !cr.readQuery(r.URL.RawQuery, c) {
+		return failConflicting
 	}
-	if c.userID, ok = readValue(r, cr.userID); !ok {
-		return c, failConflicting
+	if !readHeadersAndCookies(r, cr.sdkAppID, &c.sdkAppID) ||
+		!readHeadersAndCookies(r, cr.userID, &c.userID) ||
+		!readHeadersAndCookies(r, cr.userSig, &c.userSig) {
+		return failConflicting
 	}
-	if c.userSig, ok = readValue(r, cr.userSig); !ok {
-		return c, failConflicting
+	return nil
+}
+
+// readQuery reads the credentials that rawQuery carries into c, in one
+// pass over the parameters. It returns false on a conflict.
+func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
+	for rest := rawQuery; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		key, ok := unescapeQuery(rawKey)
+		if !ok {
+			// A name that does not decode is not a credential's name.
+			continue
+		}
+		for _, q := range cr.query {
+			if key != q.name {
+				continue
+			}
+			value, ok := unescapeQuery(rawValue)
+			if !ok || !take(c.field(q.which), value) {
+				return false
+			}
+		}
 	}
-	return c, nil
+	return true
+}
+
+// take stores v in *dst, the value found so far for one credential. It
+// returns false when both are non-empty and differ.
+func take(dst *string, v string) bool {
+	switch {
+	case v == "" || v == *dst:
+		return true
+	case *dst != "":
+		return false
+	}
+	*dst = v
+	return true
+}
+
+// readHeadersAndCookies reads a credential from the header and cookie
+// sources among sources into *dst, and returns false on a conflict.
+func readHeadersAndCookies(r *http.Request, sources []source, dst *string) bool {
+	for _, s := range sources {
+		switch s.kind {
+		case fromHeader:
+			for _, v := range r.Header[s.name] {
+				if !take(dst, v) {
+					return false
+				}
+			}
+		case fromCookie:
+			for _, cookie := range r.CookiesNamed(s.name) {
+				if !take(dst, cookie.Value) {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // readValue returns the single non-empty value found in sources, or false
 // when there are two different ones.
 func readValue(r *http.Request, sources []source) (string, bool) {
 	var value string
-	take := func(v string) bool {
-		if v == "" || v == value {
-			return true
-		}
-		if value != "" {
-			return false
-		}
-		value = v
-		return true
-	}
-
 	for _, s := range sources {
-		switch s.kind {
-		case fromQuery:
-			if !eachQueryValue(r.URL.RawQuery, s.name, take) {
-				return "", false
-			}
-		case fromHeader:
-			for _, v := range r.Header[s.name] {
-				if !take(v) {
-					return "", false
-				}
-			}
-		case fromCookie:
-			for _, cookie := range r.CookiesNamed(s.name) {
-				if !take(cookie.Value) {
-					return "", false
-				}
-			}
-		}
-	}
-	return value, true
-}
-
-// eachQueryValue calls f with the value of every parameter named name in
-// rawQuery, in order, and stops when f returns false. It returns false
-// as well for a value that does not percent-decode: url.ParseQuery would
-// skip it, but an upstream with a looser parser could take it as a second
-// value.
-func eachQueryValue(rawQuery, name string, f func(string) bool) bool {
-	for rest := rawQuery; rest != ""; {
-		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
-		key, value, _ := strings.Cut(pair, "=")
-		if !queryKeyIs(key, name) {
+		if s.kind != fromQuery {
 			continue
 		}
-		value, ok := unescapeQuery(value)
-		if !ok {
-			return false
-		}
-		if !f(value) {
-			return false
+		for rest := r.URL.RawQuery; rest != ""; {
+			var pair string
+			pair, rest, _ = strings.Cut(rest, "&")
+			rawKey, rawValue, _ := strings.Cut(pair, "=")
+			if key, ok := unescapeQuery(rawKey); !ok || key != s.name {
+				continue
+			}
+			v, ok := unescapeQuery(rawValue)
+			if !ok || !take(&value, v) {
+				return "", false
+			}
 		}
 	}
-	return true
+	if !readHeadersAndCookies(r, sources, &value) {
+		return "", false
+	}
+	return value, true
 }
 
 // removeQueryParam returns rawQuery without the parameters named name,
 // keeping the other parameters in their order and spelling.
 func removeQueryParam(rawQuery, name string) string {
-	var b strings.Builder
-	removed := false
-	for rest := rawQuery; rest != ""; {
-		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
-		key, _, _ := strings.Cut(pair, "=")
-		if queryKeyIs(key, name) {
-			removed = true
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(pair)
-	}
+	query, removed := withoutQueryParam("", rawQuery, name)
 	if !removed {
 		return rawQuery
 	}
-	return b.String()
+	return strings.TrimPrefix(query, "?")
+}
+
+// withoutQueryParam returns prefix + "?" + rawQuery without the
+// parameters named name, keeping the other parameters in their order and
+// spelling, with only one allocation. The "?" is left out when no
+// parameter remains. It returns
+// false, and no string, when rawQuery has no parameter named name.
+func withoutQueryParam(prefix, rawQuery, name string) (string, bool) {
+	if !hasQueryParam(rawQuery, name) {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(prefix) + 1 + len(rawQuery))
+	b.WriteString(prefix)
+	first := true
+	for rest := rawQuery; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		rawKey, _, _ := strings.Cut(pair, "=")
+		if queryKeyIs(rawKey, name) {
+			continue
+		}
+		if first {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte('&')
+		}
+		first = false
+		b.WriteString(pair)
+	}
+	return b.String(), true
+}
+
+// hasQueryParam reports whether rawQuery has a parameter named name.
+func hasQueryParam(rawQuery, name string) bool {
+	for rest := rawQuery; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		rawKey, _, _ := strings.Cut(pair, "=")
+		if queryKeyIs(rawKey, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // queryKeyIs reports whether the raw (escaped) parameter name key is name.
 func queryKeyIs(key, name string) bool {
-	if key == name {
-		return true
-	}
-	if !strings.ContainsAny(key, "%+") {
-		return false
-	}
 	unescaped, ok := unescapeQuery(key)
 	return ok && unescaped == name
 }
 
+// unescapeQuery decodes a query name or value as url.ParseQuery does, and
+// returns false when it does not decode. Most values need no decoding,
+// which two byte searches tell faster than one strings.ContainsAny.
 func unescapeQuery(s string) (string, bool) {
-	if !strings.ContainsAny(s, "%+") {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
 		return s, true
 	}
 	u, err := url.QueryUnescape(s)
@@ -242,22 +335,22 @@ func removeCookie(h http.Header, name string) {
 
 // removeUserSig deletes the UserSig from every source it may have come
 // from, so that the upstream never receives it. It updates r.URL.RawQuery
-// and r.RequestURI together.
+// and r.RequestURI together, with one allocation for both.
 func (cr *credentialReader) removeUserSig(r *http.Request) {
 	for _, s := range cr.userSig {
 		switch s.kind {
 		case fromQuery:
-			query := removeQueryParam(r.URL.RawQuery, s.name)
-			if query == r.URL.RawQuery {
+			path, _, _ := strings.Cut(r.RequestURI, "?")
+			uri, removed := withoutQueryParam(path, r.URL.RawQuery, s.name)
+			if !removed {
 				continue
 			}
-			r.URL.RawQuery = query
-			r.URL.ForceQuery = false
-			path, _, _ := strings.Cut(r.RequestURI, "?")
-			if query != "" {
-				path += "?" + query
+			r.RequestURI = uri
+			r.URL.RawQuery = ""
+			if len(uri) > len(path) {
+				r.URL.RawQuery = uri[len(path)+1:]
 			}
-			r.RequestURI = path
+			r.URL.ForceQuery = false
 		case fromHeader:
 			r.Header.Del(s.name)
 		case fromCookie:

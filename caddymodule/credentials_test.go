@@ -30,7 +30,7 @@ func TestRemoveQueryParam(t *testing.T) {
 }
 
 func TestRemoveUserSigKeepsRequestURIConsistent(t *testing.T) {
-	cr := credentialReader{userSig: []source{{kind: fromQuery, name: "usersig"}}}
+	cr := newCredentialReader(nil, nil, []source{{kind: fromQuery, name: "usersig"}})
 	tests := []struct {
 		name, target, wantQuery, wantURI string
 	}{
@@ -53,11 +53,11 @@ func TestRemoveUserSigKeepsRequestURIConsistent(t *testing.T) {
 }
 
 func TestReadCredentials(t *testing.T) {
-	cr := credentialReader{
-		sdkAppID: []source{{kind: fromQuery, name: "sdkappid"}, {kind: fromHeader, name: "X-Sdkappid"}},
-		userID:   []source{{kind: fromQuery, name: "identifier"}, {kind: fromCookie, name: "uid"}},
-		userSig:  []source{{kind: fromQuery, name: "usersig"}},
-	}
+	cr := newCredentialReader(
+		[]source{{kind: fromQuery, name: "sdkappid"}, {kind: fromHeader, name: "X-Sdkappid"}},
+		[]source{{kind: fromQuery, name: "identifier"}, {kind: fromCookie, name: "uid"}},
+		[]source{{kind: fromQuery, name: "usersig"}},
+	)
 	tests := []struct {
 		name     string
 		target   string
@@ -81,7 +81,8 @@ func TestReadCredentials(t *testing.T) {
 			for name, values := range tc.header {
 				r.Header[name] = values
 			}
-			got, fail := cr.read(r)
+			var got credentials
+			fail := cr.read(r, &got)
 			if tc.conflict {
 				if fail != failConflicting {
 					t.Errorf("read = %+v, %v; want the conflicting-credentials failure", got, fail)

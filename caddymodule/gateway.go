@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -187,16 +188,22 @@ type Gateway struct {
 	// with 429 and code 70050 for a while. Default: none, no lockout.
 	Lockout *LockoutConfig `json:"lockout,omitempty"`
 
-	verifiers   map[uint64]*usersig.Verifier
+	apps        map[uint64]*appState // by SDKAppID
 	tokenMode   usersig.Mode
 	requirement privilegeRequirement
 	credentials credentialReader
 	cache       *verifyCache
-	challenge   string                          // the WWW-Authenticate header of a 401 response
-	keyMatches  map[uint64][]prometheus.Counter // by SDKAppID, then key index
-	revocations *revocations                    // nil without revocation_file and revocation_admin_token
-	lockout     *lockout                        // nil without a lockout block
+	challenge   string       // the WWW-Authenticate header of a 401 response
+	revocations *revocations // nil without revocation_file and revocation_admin_token
+	lockout     *lockout     // nil without a lockout block
 	logger      *zap.Logger
+}
+
+// appState is what a request needs of one configured app.
+type appState struct {
+	verifier   *usersig.Verifier
+	idText     string               // the SDKAppID in decimal, for the identity header
+	keyMatches []prometheus.Counter // key_matches_total, by key index
 }
 
 // Provision fills in defaults, parses the privilege requirements, replaces
@@ -259,7 +266,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	g.keyMatches = keyMatchCounters(g.Apps)
+	for id, series := range keyMatchCounters(g.Apps) {
+		if app := g.apps[id]; app != nil {
+			app.keyMatches = series
+		}
+	}
 
 	cache, err := newVerifyCache(sizeOrDefault(g.CacheSize, defaultCacheSize),
 		sizeOrDefault(g.NegativeCacheSize, defaultNegativeCacheSize),
@@ -276,16 +287,19 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 }
 
 func (g *Gateway) provisionSources() error {
-	var err error
-	if g.credentials.sdkAppID, err = parseSources("sdkappid_from", orDefault(g.SDKAppIDFrom, defaultSDKAppIDFrom)); err != nil {
+	sdkAppID, err := parseSources("sdkappid_from", orDefault(g.SDKAppIDFrom, defaultSDKAppIDFrom))
+	if err != nil {
 		return err
 	}
-	if g.credentials.userID, err = parseSources("userid_from", orDefault(g.UserIDFrom, defaultUserIDFrom)); err != nil {
+	userID, err := parseSources("userid_from", orDefault(g.UserIDFrom, defaultUserIDFrom))
+	if err != nil {
 		return err
 	}
-	if g.credentials.userSig, err = parseSources("usersig_from", orDefault(g.UserSigFrom, defaultUserSigFrom)); err != nil {
+	userSig, err := parseSources("usersig_from", orDefault(g.UserSigFrom, defaultUserSigFrom))
+	if err != nil {
 		return err
 	}
+	g.credentials = newCredentialReader(sdkAppID, userID, userSig)
 	return nil
 }
 
@@ -318,9 +332,9 @@ func (g *Gateway) provisionVerifiers() error {
 		LenientBase64: g.LenientBase64,
 	}
 	repl := caddy.NewReplacer()
-	g.verifiers = make(map[uint64]*usersig.Verifier, len(g.Apps))
+	g.apps = make(map[uint64]*appState, len(g.Apps))
 	for _, app := range g.Apps {
-		if _, dup := g.verifiers[app.SDKAppID]; dup || len(app.Keys) == 0 {
+		if _, dup := g.apps[app.SDKAppID]; dup || len(app.Keys) == 0 {
 			continue
 		}
 
@@ -346,7 +360,7 @@ func (g *Gateway) provisionVerifiers() error {
 		if err != nil {
 			return fmt.Errorf("app %d: creating verifier: %w", app.SDKAppID, err)
 		}
-		g.verifiers[app.SDKAppID] = v
+		g.apps[app.SDKAppID] = &appState{verifier: v, idText: strconv.FormatUint(app.SDKAppID, 10)}
 	}
 	return nil
 }

@@ -51,11 +51,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	res, fail := h.authenticate(r, time.Now())
+	var res authResult
+	fail := h.authenticate(r, time.Now(), &res)
 	if fail == nil {
 		requestsAllowed.Inc()
-		setUserPlaceholders(repl, res)
-		h.forwardIdentity(r, res.claims)
+		setUserPlaceholders(repl, &res)
+		h.forwardIdentity(r, &res)
 		return next.ServeHTTP(w, r)
 	}
 

@@ -3,26 +3,13 @@ package caddymodule
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/caddy-usersig/caddy-usersig/usersig"
 )
 
 // disabledHeader is the header name that turns off an identity header.
 const disabledHeader = "-"
-
-// removeHeaderSpellings deletes every header whose name equals name when
-// both are lower-cased and '_' is read as '-'. Upstreams such as PHP-FPM
-// (through CGI variables) and some proxies treat the two characters alike,
-// so a client could otherwise pass "X_UserSig_UserID" for the real header.
-func removeHeaderSpellings(h http.Header, name string) {
-	for key := range h {
-		if sameHeaderName(key, name) {
-			delete(h, key)
-		}
-	}
-}
 
 // sameHeaderName compares two header names ignoring ASCII case and
 // treating '_' as '-'.
@@ -49,25 +36,38 @@ func foldHeaderByte(c byte) byte {
 }
 
 // removeSpoofedIdentity deletes the identity headers that the client sent,
-// in every spelling.
+// in every spelling: every header whose name equals an identity header's
+// when both are lower-cased and '_' is read as '-'. Upstreams such as
+// PHP-FPM (through CGI variables) and some proxies treat the two
+// characters alike, so a client could otherwise pass "X_UserSig_UserID"
+// for the real header.
 func (g *Gateway) removeSpoofedIdentity(r *http.Request) {
-	if g.UserIDHeader != disabledHeader {
-		removeHeaderSpellings(r.Header, g.UserIDHeader)
+	userID, sdkAppID := g.UserIDHeader != disabledHeader, g.SDKAppIDHeader != disabledHeader
+	if !userID && !sdkAppID {
+		return
 	}
-	if g.SDKAppIDHeader != disabledHeader {
-		removeHeaderSpellings(r.Header, g.SDKAppIDHeader)
+	for key := range r.Header {
+		if (userID && sameHeaderName(key, g.UserIDHeader)) ||
+			(sdkAppID && sameHeaderName(key, g.SDKAppIDHeader)) {
+			delete(r.Header, key)
+		}
 	}
 }
 
 // forwardIdentity prepares a verified request for the upstream: it sets
 // the identity headers and, unless keep_usersig is set, removes the
-// UserSig. Spoofed identity headers must already be removed.
-func (g *Gateway) forwardIdentity(r *http.Request, claims usersig.Claims) {
+// UserSig. Spoofed identity headers must already be removed. The header
+// names are canonical since Provision, so they are set without
+// http.Header.Set, and both values share one allocation.
+func (g *Gateway) forwardIdentity(r *http.Request, res *authResult) {
+	values := make([]string, 0, 2)
 	if g.UserIDHeader != disabledHeader {
-		r.Header.Set(g.UserIDHeader, claims.UserID)
+		values = append(values, res.claims.UserID)
+		r.Header[g.UserIDHeader] = values[0:1:1]
 	}
 	if g.SDKAppIDHeader != disabledHeader {
-		r.Header.Set(g.SDKAppIDHeader, strconv.FormatUint(claims.SDKAppID, 10))
+		values = append(values, res.app.idText)
+		r.Header[g.SDKAppIDHeader] = values[len(values)-1 : len(values) : len(values)]
 	}
 	if !g.KeepUserSig {
 		g.credentials.removeUserSig(r)
@@ -77,7 +77,7 @@ func (g *Gateway) forwardIdentity(r *http.Request, claims usersig.Claims) {
 // userMetadata returns the verified claims other than the UserID, and the
 // room and rights of a valid privilege map, as the {http.auth.user.*}
 // placeholders name them.
-func userMetadata(res authResult) map[string]string {
+func userMetadata(res *authResult) map[string]string {
 	claims := res.claims
 	metadata := map[string]string{
 		"sdkappid":   strconv.FormatUint(claims.SDKAppID, 10),
@@ -93,21 +93,51 @@ func userMetadata(res authResult) map[string]string {
 	return metadata
 }
 
-// setUserPlaceholders sets {http.auth.user.id} and the other
+// userPlaceholderPrefix begins the name of every placeholder that
+// setUserPlaceholders provides.
+const userPlaceholderPrefix = "http.auth.user."
+
+// setUserPlaceholders provides {http.auth.user.id} and the other
 // {http.auth.user.*} placeholders, as Caddy's authentication handler does
-// for its providers.
-func setUserPlaceholders(repl *caddy.Replacer, res authResult) {
-	claims := res.claims
-	repl.Set("http.auth.user.id", claims.UserID)
-	repl.Set("http.auth.user.sdkappid", strconv.FormatUint(claims.SDKAppID, 10))
-	repl.Set("http.auth.user.issued_at", strconv.FormatInt(claims.Time, 10))
-	repl.Set("http.auth.user.expires_at", strconv.FormatInt(claims.ExpiresAt(), 10))
-	repl.Set("http.auth.user.key_index", strconv.Itoa(claims.KeyIndex))
-	if res.grant != nil {
-		repl.Set("http.auth.user.room", res.grant.room)
-		repl.Set("http.auth.user.privileges", privilegeNames(res.grant.privileges))
-		repl.Set("http.auth.user.privilege_map", strconv.FormatUint(uint64(res.grant.privileges), 10))
-	}
+// for its providers. Their values are formatted only when a later handler
+// reads them, through a replacer function, which costs one allocation in
+// place of one map entry and one string for each of them. Values of an
+// earlier authentication handler are deleted first, because the replacer
+// asks its static values before any function: the last handler to
+// authenticate the request sets the user.
+func setUserPlaceholders(repl *caddy.Replacer, res *authResult) {
+	claims, grant := res.claims, res.grant
+	repl.DeleteByPrefix(userPlaceholderPrefix)
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, userPlaceholderPrefix)
+		if !ok {
+			return nil, false
+		}
+		switch name {
+		case "id":
+			return claims.UserID, true
+		case "sdkappid":
+			return strconv.FormatUint(claims.SDKAppID, 10), true
+		case "issued_at":
+			return strconv.FormatInt(claims.Time, 10), true
+		case "expires_at":
+			return strconv.FormatInt(claims.ExpiresAt(), 10), true
+		case "key_index":
+			return strconv.Itoa(claims.KeyIndex), true
+		}
+		if grant == nil {
+			return nil, false
+		}
+		switch name {
+		case "room":
+			return grant.room, true
+		case "privileges":
+			return privilegeNames(grant.privileges), true
+		case "privilege_map":
+			return strconv.FormatUint(uint64(grant.privileges), 10), true
+		}
+		return nil, false
+	})
 }
 
 // setFailurePlaceholders sets the placeholders that handle_errors routes

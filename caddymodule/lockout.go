@@ -412,7 +412,7 @@ func (g *Gateway) checkLockout(r *http.Request, sdkAppID uint64, userID string, 
 // address and claimed UserID, when the request carries a UserSig (or
 // conflicting credentials) and the rejection is not one of a genuine
 // token. The UserID is counted only for a configured app.
-func (g *Gateway) countFailure(r *http.Request, res authResult, f *failure, now time.Time) {
+func (g *Gateway) countFailure(r *http.Request, res *authResult, f *failure, now time.Time) {
 	if g.lockout == nil || !countsTowardLockout(f) {
 		return
 	}

@@ -106,7 +106,7 @@ func failMissingPrivileges(missing usersig.Privilege) *failure {
 // UserSig or, when nothing is required, for a token whose userbuf is not a
 // valid privilege map. The token type has already been checked, so a
 // plain UserSig never reaches here when req is set.
-func checkPrivileges(r *http.Request, claims usersig.Claims, req privilegeRequirement) (*privilegeGrant, *failure) {
+func checkPrivileges(r *http.Request, claims *usersig.Claims, req privilegeRequirement) (*privilegeGrant, *failure) {
 	if !claims.HasUserBuf {
 		if req.set() {
 			return nil, failPlainUserSig
@@ -117,7 +117,7 @@ func checkPrivileges(r *http.Request, claims usersig.Claims, req privilegeRequir
 	m, err := usersig.ParsePrivilegeMap(claims.UserBuf)
 	fail := failMapMalformed
 	if err == nil {
-		fail = checkMapMatchesToken(m, claims)
+		fail = checkMapMatchesToken(&m, claims)
 	}
 	if fail != nil {
 		if req.set() {
@@ -153,7 +153,7 @@ func checkPrivileges(r *http.Request, claims usersig.Claims, req privilegeRequir
 // libraries write it. The Java and Node libraries write one byte per
 // UTF-16 unit and the Python library one byte per character, so their
 // PrivateMapKeys for non-ASCII UserIDs fail here as "for another UserID".
-func checkMapMatchesToken(m usersig.PrivilegeMap, claims usersig.Claims) *failure {
+func checkMapMatchesToken(m *usersig.PrivilegeMap, claims *usersig.Claims) *failure {
 	if m.Account != claims.UserID {
 		return failMapAccount
 	}

@@ -44,7 +44,8 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 		return caddyauth.User{}, true, nil
 	}
 
-	res, fail := p.authenticate(r, time.Now())
+	var res authResult
+	fail := p.authenticate(r, time.Now(), &res)
 	if fail != nil {
 		countDenied(fail)
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -58,8 +59,8 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 	}
 
 	requestsAllowed.Inc()
-	p.forwardIdentity(r, res.claims)
-	return caddyauth.User{ID: res.claims.UserID, Metadata: userMetadata(res)}, true, nil
+	p.forwardIdentity(r, &res)
+	return caddyauth.User{ID: res.claims.UserID, Metadata: userMetadata(&res)}, true, nil
 }
 
 // Validate checks the configuration as the handler does, and also rejects

@@ -23,9 +23,31 @@ func (r run) rps() float64 {
 	return r.fields["requests"] / (r.fields["duration_us"] / 1e6)
 }
 
+// cpuPerRequest returns the server's CPU time per request in
+// microseconds, or 0 when the run has no server_cpu_us field (results
+// from before e2e.sh read it).
+func (r run) cpuPerRequest() float64 {
+	if r.fields["requests"] == 0 {
+		return 0
+	}
+	return r.fields["server_cpu_us"] / r.fields["requests"]
+}
+
+// ratioRange formats the median and range of sorted per-round ratios as
+// percentages, or "" when there are none.
+func ratioRange(sorted []float64) string {
+	if len(sorted) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f %% (%.1f-%.1f)", 100*median(sorted), 100*sorted[0], 100*sorted[len(sorted)-1])
+}
+
 // runReport prints, for each scenario, the medians over the rounds of the
-// requests per second and latencies of each server, and the median of the
-// ratios gateway/plain taken within each round. Counts are summed over the
+// requests per second, latencies and CPU time per request of each server,
+// and the medians of two ratios taken within each round: the gateway's
+// requests per second over plain Caddy's, and plain Caddy's CPU time per
+// request over the gateway's, which is the throughput ratio of two servers
+// that each have a core to themselves. Counts are summed over the
 // rounds. Wraps of the token list matter only for the gateway in the
 // fresh scenario, where a wrap means that a token was sent twice.
 func runReport(args []string) error {
@@ -37,8 +59,8 @@ func runReport(args []string) error {
 		return err
 	}
 
-	fmt.Printf("| scenario | server | rounds | req/s | p50 | p99 | gateway/plain req/s (min-max) | cache hits | cache misses | non-2xx | socket errors | fresh list wraps |\n")
-	fmt.Printf("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("| scenario | server | rounds | req/s | p50 | p99 | gateway/plain req/s (min-max) | server CPU µs/req | plain/gateway CPU per request (min-max) | cache hits | cache misses | non-2xx | socket errors | fresh list wraps |\n")
+	fmt.Printf("|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, scenario := range []string{"hit", "fresh"} {
 		byServer := map[string]map[int]run{"plain": {}, "gateway": {}}
 		for _, r := range runs {
@@ -47,29 +69,35 @@ func runReport(args []string) error {
 			}
 		}
 
-		var ratios []float64
+		var ratios, cpuRatios []float64
 		for round, g := range byServer["gateway"] {
 			if p, ok := byServer["plain"][round]; ok {
 				ratios = append(ratios, g.rps()/p.rps())
+				if g.cpuPerRequest() > 0 && p.cpuPerRequest() > 0 {
+					cpuRatios = append(cpuRatios, p.cpuPerRequest()/g.cpuPerRequest())
+				}
 			}
 		}
 		slices.Sort(ratios)
+		slices.Sort(cpuRatios)
 
 		for _, server := range []string{"plain", "gateway"} {
 			rounds := byServer[server]
 			if len(rounds) == 0 {
 				continue
 			}
-			ratio := ""
-			if server == "gateway" && len(ratios) > 0 {
-				ratio = fmt.Sprintf("%.1f %% (%.1f-%.1f)", 100*median(ratios), 100*ratios[0], 100*ratios[len(ratios)-1])
+			ratio, cpuRatio := "", ""
+			if server == "gateway" {
+				ratio, cpuRatio = ratioRange(ratios), ratioRange(cpuRatios)
 			}
-			fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f | %s |\n",
+			fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %s | %.2f | %s | %s | %s | %.0f | %.0f | %s |\n",
 				scenario, server, len(rounds),
 				medianOf(rounds, run.rps),
 				formatMicros(medianOf(rounds, field("p50_us"))),
 				formatMicros(medianOf(rounds, field("p99_us"))),
 				ratio,
+				medianOf(rounds, run.cpuPerRequest),
+				cpuRatio,
 				sumIf(server == "gateway", rounds, "cache_hit"),
 				sumIf(server == "gateway", rounds, "cache_miss"),
 				sum(rounds, "non2xx"), sum(rounds, "socket_errors"),
