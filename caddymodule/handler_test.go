@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -81,6 +82,28 @@ func TestHandlerSetsUserPlaceholders(t *testing.T) {
 
 	resp := s.get("/", credentialsQuery(testAppID, testUserID, token), nil)
 	want := fmt.Sprintf("user=alice sdkappid=%d key=0 issued=%d expires=%d", testAppID, issued.Unix(), issued.Unix()+600)
+	if resp.status != http.StatusOK || resp.body != want {
+		t.Errorf("response = %d %q, want 200 %q", resp.status, resp.body, want)
+	}
+}
+
+// TestHandlerUserReplacesEarlierAuthentication checks that the UserSig's
+// user is the one in {http.auth.user.id} when basic_auth, which sets the
+// placeholder as a static value, authenticated the request before.
+func TestHandlerUserReplacesEarlierAuthentication(t *testing.T) {
+	s := startCaddy(t, fmt.Sprintf(`
+	basic_auth {
+		operator %s
+	}
+	usersig {
+		app %d %s
+	}
+	respond "user={http.auth.user.id} sdkappid={http.auth.user.sdkappid}"`, basicAuthHash(t, "secret"), testAppID, testKey))
+	token := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID})
+
+	header := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("operator:secret"))}}
+	resp := s.get("/", credentialsQuery(testAppID, testUserID, token), header)
+	want := fmt.Sprintf("user=%s sdkappid=%d", testUserID, testAppID)
 	if resp.status != http.StatusOK || resp.body != want {
 		t.Errorf("response = %d %q, want 200 %q", resp.status, resp.body, want)
 	}
