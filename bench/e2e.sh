@@ -174,9 +174,9 @@ stop_gateway() {
 	gateway_pid=
 }
 
-# cpu_ticks PID prints the user plus system CPU time of a process, in
-# clock ticks (fields 14 and 15 of /proc/PID/stat; the command name in
-# field 2 is "(caddy)", without spaces).
+# cpu_ticks PID prints the user plus system CPU time of a process in clock
+# ticks: fields 14 and 15 of /proc/PID/stat. The fields split on spaces
+# because the command name in field 2, "(caddy)", has none.
 cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }

@@ -45,10 +45,10 @@ type authResult struct {
 // taken just before the call. It does not change r.
 //
 // The result is written through a pointer, and claims are passed by
-// pointer down to the cache, to keep the stack frames of this path small:
-// every request runs it on a connection goroutine whose stack the garbage
-// collector shrinks between requests, and a deep path makes the stack grow
-// again, a copy, on the next request.
+// pointer down to the cache, to keep the stack frames of this path small.
+// The garbage collector shrinks the stack of a connection goroutine
+// between requests, so a deep path makes the stack grow again, with a
+// copy, on the next request.
 func (g *Gateway) authenticate(r *http.Request, now time.Time, res *authResult) *failure {
 	fail := g.check(r, now, res)
 	metricVerifyDuration.Observe(time.Since(now).Seconds())

@@ -106,9 +106,9 @@ func (hb *handlerBench) request(uri string, w http.ResponseWriter) *http.Request
 // without the Handler, so the Handler's own cost per request is the
 // difference between it and the others:
 //   - hit: every token is in the cache (1,024 tokens, stored before the loop);
-//   - fresh: every token is new to the cache (65,536 tokens, 6.5 times the
-//     default cache size, so each comes back after it was evicted; the
-//     hits/op metric shows how many were still cached);
+//   - fresh: every token is new to the cache. The 65,536 tokens are 6.5
+//     times the default cache size, so each comes back after it was
+//     evicted, and the hits/op metric shows how many were still cached;
 //   - rejected: a request without a UserSig, answered with 401.
 func BenchmarkHandler(b *testing.B) {
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

@@ -103,8 +103,8 @@ const userPlaceholderPrefix = "http.auth.user."
 // reads them, through a replacer function, which costs one allocation in
 // place of one map entry and one string for each of them. Values of an
 // earlier authentication handler are deleted first, because the replacer
-// asks its static values before any function: the last handler to
-// authenticate the request sets the user.
+// looks up its static values before any function. That way the last
+// handler to authenticate the request sets the user.
 func setUserPlaceholders(repl *caddy.Replacer, res *authResult) {
 	claims, grant := res.claims, res.grant
 	repl.DeleteByPrefix(userPlaceholderPrefix)

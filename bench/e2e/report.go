@@ -43,11 +43,11 @@ func ratioRange(sorted []float64) string {
 }
 
 // runReport prints, for each scenario, the medians over the rounds of the
-// requests per second, latencies and CPU time per request of each server,
-// and the medians of two ratios taken within each round: the gateway's
-// requests per second over plain Caddy's, and plain Caddy's CPU time per
-// request over the gateway's, which is the throughput ratio of two servers
-// that each have a core to themselves. Counts are summed over the
+// requests per second, latencies and CPU time per request of each server.
+// It also prints the medians of two ratios taken within each round: the
+// gateway's requests per second over plain Caddy's, and plain Caddy's CPU
+// time per request over the gateway's. The second is the throughput ratio
+// of two servers that each have a core to themselves. Counts are summed over the
 // rounds. Wraps of the token list matter only for the gateway in the
 // fresh scenario, where a wrap means that a token was sent twice.
 func runReport(args []string) error {

@@ -113,8 +113,11 @@ func issuePaths(signer *usersig.Signer, count int, sdkAppID uint64, path, prefix
 				}
 				// UserSigs use only letters, digits and '*', '-', '_', and
 				// the UserIDs only letters and digits, so nothing needs
-				// escaping in the query.
-				lines[i] = fmt.Sprintf("%s?sdkappid=%d&identifier=%s&usersig=%s", path, sdkAppID, userID, token)
+				// escaping in the query. The parameters are in the order
+				// of Tencent's REST API, where the UserSig is followed by
+				// two more, so the gateway removes it from the middle.
+				lines[i] = fmt.Sprintf("%s?sdkappid=%d&identifier=%s&usersig=%s&random=%d&contenttype=json",
+					path, sdkAppID, userID, token, 10000000+i)
 			}
 		})
 	}
