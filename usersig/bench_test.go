@@ -1,6 +1,7 @@
 package usersig
 
 import (
+	"hash/adler32"
 	"testing"
 	"time"
 )
@@ -42,3 +43,80 @@ func BenchmarkIssue(b *testing.B) {
 		}
 	}
 }
+
+// benchLayers returns the zlib stream and the JSON document of the
+// benchmark token, in buffers of their own.
+func benchLayers(b *testing.B) (zlibStream, document []byte) {
+	s := getScratch()
+	defer putScratch(s)
+	z, err := decodeOuter(benchToken, false, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text, err := inflate(z, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return append([]byte(nil), z...), append([]byte(nil), text...)
+}
+
+// BenchmarkSteps measures the steps of Verify one by one on the
+// benchmark token, to show where the time of BenchmarkVerify goes.
+func BenchmarkSteps(b *testing.B) {
+	z, text := benchLayers(b)
+	v, err := NewVerifier([]string{benchKey}, Policy{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := getScratch()
+	defer putScratch(s)
+
+	b.Run("base64", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeOuter(benchToken, false, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("inflate", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := inflate(z, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	var d rawDoc
+	b.Run("parse", func(b *testing.B) {
+		for b.Loop() {
+			if err := parseDocument(text, s, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("signature", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.checkSignature(&d, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAdler32 compares adler32Checksum with hash/adler32 on the
+// inflated JSON of the benchmark token.
+func BenchmarkAdler32(b *testing.B) {
+	_, text := benchLayers(b)
+
+	b.Run("ours", func(b *testing.B) {
+		for b.Loop() {
+			adler32Sink = adler32Checksum(text)
+		}
+	})
+	b.Run("hash-adler32", func(b *testing.B) {
+		for b.Loop() {
+			adler32Sink = adler32.Checksum(text)
+		}
+	})
+}
+
+var adler32Sink uint32

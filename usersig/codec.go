@@ -3,11 +3,12 @@ package usersig
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/flate"
 )
 
 // Size limits applied before any other work. The largest token that an
@@ -39,6 +40,7 @@ const (
 var (
 	strictTable  [256]byte
 	lenientTable [256]byte
+	stdTable     [256]byte // standard base64 ('+', '/', '='), for TLS.sig
 )
 
 func init() {
@@ -46,14 +48,17 @@ func init() {
 	for i := range strictTable {
 		strictTable[i] = invalidTag
 		lenientTable[i] = invalidTag
+		stdTable[i] = invalidTag
 	}
 	for i := 0; i < len(std); i++ {
 		strictTable[std[i]] = byte(i)
 		lenientTable[std[i]] = byte(i)
+		stdTable[std[i]] = byte(i)
 	}
 	strictTable['*'], strictTable['-'], strictTable['_'] = 62, 63, padTag
 	lenientTable['*'], lenientTable['-'], lenientTable['_'] = 62, 63, padTag
 	lenientTable['+'], lenientTable['/'], lenientTable['='] = 62, 63, padTag
+	stdTable['+'], stdTable['/'], stdTable['='] = 62, 63, padTag
 }
 
 // scratch holds the buffers and the inflater of one decode. It is pooled
@@ -67,7 +72,7 @@ type scratch struct {
 	sum   []byte // HMAC digest
 	names map[string]struct{}
 	br    bytes.Reader
-	zr    io.ReadCloser
+	fr    io.ReadCloser // klauspost flate reader, reset for each stream
 }
 
 var scratchPool = sync.Pool{New: func() any {
@@ -105,8 +110,13 @@ func decodeOuter(token string, lenient bool, s *scratch) ([]byte, error) {
 	if len(token) > maxRawLength {
 		return nil, errTooLong
 	}
-	if strings.IndexByte(token, '\n') < 0 && strings.IndexByte(token, '\r') < 0 {
-		return decodeBase64(token, lenient, s)
+
+	// CR and LF are outside the alphabet, so a token with a line break
+	// always fails this first attempt and is decoded again without them.
+	// Typical tokens have none, and skip the search for them.
+	z, err := decodeBase64(token, lenient, s)
+	if err == nil || strings.IndexByte(token, '\n') < 0 && strings.IndexByte(token, '\r') < 0 {
+		return z, err
 	}
 
 	b := s.token[:0]
@@ -130,7 +140,18 @@ func decodeBase64[T string | []byte](src T, lenient bool, s *scratch) ([]byte, e
 	if lenient {
 		table = &lenientTable
 	}
+	z, err := appendBase64(s.zbuf[:0], src, table, lenient)
+	if err != nil {
+		return nil, err
+	}
+	s.zbuf = z
+	return z, nil
+}
 
+// appendBase64 appends to dst the bytes that src encodes in the alphabet
+// of table. Unless lenient is set, the encoding must be canonical: padded,
+// with zero unused bits.
+func appendBase64[T string | []byte](dst []byte, src T, table *[256]byte, lenient bool) ([]byte, error) {
 	// Strip the padding (at most two characters) and check that it
 	// completes the last group.
 	n := len(src)
@@ -147,8 +168,21 @@ func decodeBase64[T string | []byte](src T, lenient bool, s *scratch) ([]byte, e
 		return nil, errBase64
 	}
 
-	dst := s.zbuf[:0]
 	i := 0
+	// Eight characters give six bytes, with one check for the whole group.
+	// A group with an invalid character stops this loop, and the loop
+	// below finds and classifies that character.
+	for ; i+8 <= n; i += 8 {
+		g := src[i : i+8]
+		c0, c1, c2, c3 := table[g[0]], table[g[1]], table[g[2]], table[g[3]]
+		c4, c5, c6, c7 := table[g[4]], table[g[5]], table[g[6]], table[g[7]]
+		if c0|c1|c2|c3|c4|c5|c6|c7 >= 64 {
+			break
+		}
+		v := uint64(c0)<<42 | uint64(c1)<<36 | uint64(c2)<<30 | uint64(c3)<<24 |
+			uint64(c4)<<18 | uint64(c5)<<12 | uint64(c6)<<6 | uint64(c7)
+		dst = append(dst, byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
 	for ; i+4 <= n; i += 4 {
 		a, b, c, d := table[src[i]], table[src[i+1]], table[src[i+2]], table[src[i+3]]
 		if a|b|c|d >= 64 {
@@ -181,7 +215,6 @@ func decodeBase64[T string | []byte](src T, lenient bool, s *scratch) ([]byte, e
 	default:
 		return nil, errBase64
 	}
-	s.zbuf = dst
 	return dst, nil
 }
 
@@ -194,10 +227,12 @@ func classify(a, b, c, d byte) error {
 	return errBase64
 }
 
-// inflate decompresses the zlib stream z into s.doc. It checks the header
-// itself (FDICT must be clear), stops as soon as the output passes
-// MaxDocumentSize, and requires the Adler-32 trailer to match with nothing
-// after it.
+// inflate decompresses the zlib stream z into s.doc. It checks the zlib
+// framing itself: the header (FDICT must be clear) and, after the deflate
+// data, the Adler-32 trailer with nothing after it. Only the deflate data
+// goes through the flate reader, which saves the zlib reader's second
+// header read and its per-Read checksum update. Inflating stops as soon
+// as the output passes MaxDocumentSize.
 func inflate(z []byte, s *scratch) ([]byte, error) {
 	if len(z) < 2 {
 		return nil, errZlibHeader
@@ -210,39 +245,46 @@ func inflate(z []byte, s *scratch) ([]byte, error) {
 		return nil, errZlibDict
 	}
 
-	s.br.Reset(z)
-	if s.zr == nil {
-		zr, err := zlib.NewReader(&s.br)
-		if err != nil {
-			return nil, errZlibData
-		}
-		s.zr = zr
-	} else if err := s.zr.(zlib.Resetter).Reset(&s.br, nil); err != nil {
+	// The flate reader takes bytes one at a time from s.br (an
+	// io.ByteReader), so it never reads past the end of the deflate data
+	// and s.br keeps the trailer.
+	s.br.Reset(z[2:])
+	if s.fr == nil {
+		s.fr = flate.NewReader(&s.br)
+	} else if err := s.fr.(flate.Resetter).Reset(&s.br, nil); err != nil {
 		return nil, errZlibData
 	}
 
 	buf := s.doc[:MaxDocumentSize+1]
 	n := 0
 	for {
-		m, err := s.zr.Read(buf[n:])
+		m, err := s.fr.Read(buf[n:])
 		n += m
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			if err == zlib.ErrChecksum {
-				return nil, errZlibChecksum
-			}
 			return nil, errZlibData
 		}
 		if n > MaxDocumentSize {
 			return nil, errInflateTooBig
 		}
 	}
+
+	// The checks run in the order of a zlib reader, which reports a short
+	// trailer or a wrong checksum as the deflate data ends, before its
+	// caller can check the size or look for bytes after the stream.
+	trailer := z[len(z)-s.br.Len():]
+	if len(trailer) < 4 {
+		return nil, errZlibData
+	}
+	if binary.BigEndian.Uint32(trailer) != adler32Checksum(buf[:n]) {
+		return nil, errZlibChecksum
+	}
 	if n > MaxDocumentSize {
 		return nil, errInflateTooBig
 	}
-	if s.br.Len() != 0 {
+	if len(trailer) > 4 {
 		return nil, errZlibTrailing
 	}
 	return buf[:n], nil

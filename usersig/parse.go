@@ -1,8 +1,9 @@
 package usersig
 
 import (
-	"encoding/base64"
+	"encoding/binary"
 	"math"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -16,6 +17,14 @@ type rawDoc struct {
 	time       int64
 	expire     int64
 	sig        [32]byte
+
+	// The integer members as written, nil when absent. parseInteger
+	// accepts only the canonical decimal form, so each text is what
+	// strconv would write for the value, and the signed message can copy
+	// it.
+	sdkAppIDText []byte
+	timeText     []byte
+	expireText   []byte
 }
 
 // The members of the document, as bits of a "seen" mask.
@@ -194,30 +203,39 @@ func (p *parser) parseMember(bit int, d *rawDoc) error {
 		if err != nil {
 			return err
 		}
-		if len(v) != 44 {
+		// 32 bytes take 43 characters and one '=', so the decoded bytes
+		// fit d.sig exactly. base64.StdEncoding.Strict() would also skip
+		// CR and LF, but no 44-character text with them holds 32 bytes.
+		if len(v) != 44 || v[43] != '=' || v[42] == '=' {
 			return errSigValue
 		}
-		n, err := base64.StdEncoding.Strict().Decode(d.sig[:], v)
-		if err != nil || n != 32 {
+		sig, err := appendBase64(d.sig[:0], v, &stdTable, false)
+		if err != nil || len(sig) != 32 {
 			return errSigValue
 		}
 	case seenSDKAppID:
+		start := p.i
 		neg, mag, ok := p.parseInteger()
 		if !ok || neg {
 			return errSDKAppIDValue
 		}
 		d.sdkAppID = mag
+		d.sdkAppIDText = b[start:p.i]
 	case seenTime:
+		start := p.i
 		neg, mag, ok := p.parseInteger()
 		if !ok || neg || mag > math.MaxInt64 {
 			return errTimeValue
 		}
 		d.time = int64(mag)
+		d.timeText = b[start:p.i]
 	case seenExpire:
+		start := p.i
 		neg, mag, ok := p.parseInteger()
 		if !ok {
 			return errExpireValue
 		}
+		d.expireText = b[start:p.i]
 		switch {
 		case !neg && mag <= math.MaxInt64:
 			d.expire = int64(mag)
@@ -232,12 +250,12 @@ func (p *parser) parseMember(bit int, d *rawDoc) error {
 
 func (p *parser) skipSpace() {
 	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
+		// No byte above ' ' is whitespace, so one comparison ends the
+		// loop at the usual next byte.
+		if c := p.b[p.i]; c > ' ' || c != ' ' && c != '\t' && c != '\n' && c != '\r' {
 			return
 		}
+		p.i++
 	}
 }
 
@@ -245,7 +263,8 @@ func (p *parser) skipSpace() {
 // minus sign and digits without leading zeros, fraction or exponent, whose
 // magnitude fits in 64 bits. "-0" is rejected, since no generator writes
 // it. ok is false for anything else, including a value that is not a
-// number.
+// number. The accepted text is thus the canonical decimal form of the
+// value, which the signed message relies on.
 func (p *parser) parseInteger() (neg bool, mag uint64, ok bool) {
 	b := p.b
 	i := p.i
@@ -254,15 +273,18 @@ func (p *parser) parseInteger() (neg bool, mag uint64, ok bool) {
 		i++
 	}
 	start := i
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		digit := uint64(b[i] - '0')
-		if mag > (math.MaxUint64-digit)/10 {
-			return false, 0, false
-		}
-		mag = mag*10 + digit
+	for i < len(b) && b[i]-'0' <= 9 { // a byte below '0' wraps past 9
+		mag = mag*10 + uint64(b[i]-'0') // can wrap, which the check below rejects
 		i++
 	}
 	digits := i - start
+
+	// Nineteen digits always fit in 64 bits, and twenty up to
+	// math.MaxUint64. Texts with the same number of digits compare like
+	// their values, so the string comparison finds the overflow.
+	if digits > 20 || digits == 20 && string(b[start:i]) > "18446744073709551615" {
+		return false, 0, false
+	}
 	if digits == 0 || (digits > 1 && b[start] == '0') || (neg && mag == 0) {
 		return false, 0, false
 	}
@@ -279,35 +301,68 @@ func (p *parser) parseInteger() (neg bool, mag uint64, ok bool) {
 // string of the document, so earlier results stay valid.
 func (p *parser) parseString() ([]byte, error) {
 	b := p.b
-	if p.i >= len(b) || b[p.i] != '"' {
+	i := p.i // a local copy, stored back to p.i on return
+	if i >= len(b) || b[i] != '"' {
 		return nil, errJSONSyntax
 	}
-	p.i++
-	start := p.i
+	i++
+	start := i
 
 	// Fast path: no escapes.
-	for p.i < len(b) {
-		c := b[p.i]
+	for {
+		// Skip plain ASCII eight bytes at a time, up to the first byte
+		// that needs a look of its own.
+		for i+8 <= len(b) {
+			if m := specialBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			return nil, errJSONSyntax
+		}
+
+		c := b[i]
 		switch {
 		case c == '"':
-			v := b[start:p.i]
-			p.i++
-			return v, nil
+			p.i = i + 1
+			return b[start:i], nil
 		case c == '\\':
+			p.i = i
 			return p.parseEscapedString(start)
 		case c < 0x20:
 			return nil, errJSONSyntax
 		case c < utf8.RuneSelf:
-			p.i++
+			i++ // in the last seven bytes of the document
 		default:
-			r, size := utf8.DecodeRune(b[p.i:])
+			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size <= 1 {
 				return nil, errJSONUTF8
 			}
-			p.i += size
+			i += size
 		}
 	}
-	return nil, errJSONSyntax
+}
+
+// Byte masks for specialBytes.
+const (
+	lowBits  = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
+
+// specialBytes marks the bytes that the fast path of parseString must not
+// skip: '"', '\\', a control byte or a byte of a multibyte UTF-8 sequence.
+// It returns w, eight bytes in little-endian order, with the high bit set
+// in each such byte. A subtraction borrow can also mark a byte above a
+// marked one, so only the lowest set bit is exact, and callers use only it.
+func specialBytes(w uint64) uint64 {
+	quote := w ^ (lowBits * '"')
+	backslash := w ^ (lowBits * '\\')
+	isQuote := (quote - lowBits) &^ quote             // zero byte after the XOR
+	isBackslash := (backslash - lowBits) &^ backslash // likewise
+	isControl := w - lowBits*0x20                     // a byte below 0x20 wraps past 0x80
+	return (isQuote | isBackslash | isControl | w) & highBits
 }
 
 func (p *parser) parseEscapedString(start int) ([]byte, error) {

@@ -266,14 +266,26 @@ func decodeRaw(token string, lenient bool, s *scratch, d *rawDoc) error {
 
 // signedMessage appends the text that TLS.sig is the HMAC of.
 func signedMessage(dst []byte, identifier []byte, sdkAppID uint64, issued, expire int64, userBuf []byte, hasUserBuf bool) []byte {
+	// 20 bytes fit the longest decimal int64 or uint64.
+	var sdkAppIDText, issuedText, expireText [20]byte
+	return signedMessageText(dst, identifier,
+		strconv.AppendUint(sdkAppIDText[:0], sdkAppID, 10),
+		strconv.AppendInt(issuedText[:0], issued, 10),
+		strconv.AppendInt(expireText[:0], expire, 10),
+		userBuf, hasUserBuf)
+}
+
+// signedMessageText is signedMessage with the three integers given as
+// their decimal text.
+func signedMessageText(dst, identifier, sdkAppID, issued, expire, userBuf []byte, hasUserBuf bool) []byte {
 	dst = append(dst, "TLS.identifier:"...)
 	dst = append(dst, identifier...)
 	dst = append(dst, "\nTLS.sdkappid:"...)
-	dst = strconv.AppendUint(dst, sdkAppID, 10)
+	dst = append(dst, sdkAppID...)
 	dst = append(dst, "\nTLS.time:"...)
-	dst = strconv.AppendInt(dst, issued, 10)
+	dst = append(dst, issued...)
 	dst = append(dst, "\nTLS.expire:"...)
-	dst = strconv.AppendInt(dst, expire, 10)
+	dst = append(dst, expire...)
 	dst = append(dst, '\n')
 	if hasUserBuf {
 		dst = append(dst, "TLS.userbuf:"...)
@@ -286,7 +298,10 @@ func signedMessage(dst []byte, identifier []byte, sdkAppID uint64, issued, expir
 // checkSignature returns the index of the first key whose HMAC equals
 // TLS.sig. Each comparison takes constant time.
 func (v *Verifier) checkSignature(d *rawDoc, s *scratch) (int, error) {
-	msg := signedMessage(s.msg[:0], d.identifier, d.sdkAppID, d.time, d.expire, d.userBuf, d.hasUserBuf)
+	// The integers are copied as the document wrote them, which saves
+	// formatting them again.
+	msg := signedMessageText(s.msg[:0], d.identifier, textOrZero(d.sdkAppIDText), textOrZero(d.timeText),
+		textOrZero(d.expireText), d.userBuf, d.hasUserBuf)
 	s.msg = msg
 	for i, k := range v.keys {
 		sum := k.sum(s.sum[:0], msg)
@@ -295,6 +310,19 @@ func (v *Verifier) checkSignature(d *rawDoc, s *scratch) (int, error) {
 		}
 	}
 	return -1, errSignature
+}
+
+// zeroText is the decimal text of an absent integer member, whose value
+// is 0.
+var zeroText = []byte("0")
+
+// textOrZero returns the text of an integer member, or zeroText for an
+// absent one.
+func textOrZero(text []byte) []byte {
+	if text == nil {
+		return zeroText
+	}
+	return text
 }
 
 // checkMode applies r.Mode and r.MatchUserBuf to the claims.
@@ -310,11 +338,15 @@ func checkMode(c Claims, r Request) error {
 	return nil
 }
 
+// stdStrict decodes TLS.userbuf. Strict returns a copy of the encoding, so
+// it is made once here, not on each call.
+var stdStrict = base64.StdEncoding.Strict()
+
 // decodeUserBuf decodes the TLS.userbuf text (standard base64 with
 // padding).
 func decodeUserBuf(text []byte) ([]byte, error) {
 	buf := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
-	n, err := base64.StdEncoding.Strict().Decode(buf, text)
+	n, err := stdStrict.Decode(buf, text)
 	if err != nil {
 		return nil, errUserBufBase64
 	}
