@@ -34,9 +34,10 @@
 #                      when a run needs more
 #   OUT [e2e/results/e2e.txt]
 #                      results file, replaced; relative to bench/
-#   PROFILE [0]        with 1, also saves a 5 s CPU profile of the gateway
-#                      in each scenario of round 1, next to OUT; the
-#                      profiling slows those two runs down
+#   PROFILE [0]        with 1, also saves a 5 s CPU profile of each server
+#                      in each scenario of round 1, next to OUT, as
+#                      SERVER-SCENARIO.pb.gz; the profiling slows those
+#                      runs down
 #   PIN [1]            1 runs the servers on CPU 0 and wrk on CPU 1;
 #                      0 does not pin; needs taskset and 2 cores
 #   CADDY [built]      a Caddy binary with the usersig module to run
@@ -184,17 +185,17 @@ cpu_ticks() {
 # measure SCENARIO SERVER ROUND PATHS appends the result of one run to out.
 measure() {
 	case $2 in
-	plain) url=$plain_url pid=$plain_pid ;;
-	gateway) url=$gateway_url pid=$gateway_pid ;;
+	plain) url=$plain_url pid=$plain_pid admin=$plain_admin ;;
+	gateway) url=$gateway_url pid=$gateway_pid admin=$gateway_admin ;;
 	esac
 	metrics_url=http://127.0.0.1:$gateway_admin/metrics
 	if [ "$2" = gateway ]; then
 		"$e2e" metrics -url "$metrics_url" >"$tmp/metrics.before"
 	fi
 	pprof_pid=
-	if [ "$2" = gateway ] && [ "$profile" = 1 ] && [ "$3" = 1 ]; then
-		go tool pprof -proto -output "$(dirname "$out")/gateway-$1.pb.gz" \
-			"http://127.0.0.1:$gateway_admin/debug/pprof/profile?seconds=5" >/dev/null 2>&1 &
+	if [ "$profile" = 1 ] && [ "$3" = 1 ]; then
+		go tool pprof -proto -output "$(dirname "$out")/$2-$1.pb.gz" \
+			"http://127.0.0.1:$admin/debug/pprof/profile?seconds=5" >/dev/null 2>&1 &
 		pprof_pid=$!
 	fi
 	ticks_before=$(cpu_ticks "$pid")

@@ -76,6 +76,20 @@ type credentials struct {
 	sdkAppID string
 	userID   string
 	userSig  string
+
+	// userSigPair locates the query parameter that carried the UserSig,
+	// so that removeUserSig can cut it out without parsing the query
+	// again.
+	userSigPair queryPair
+}
+
+// queryPair is the position of one "name=value" parameter in a raw query:
+// rawQuery[start:end]. It is unset when end is 0, and invalid when more
+// than one parameter carried the credential.
+type queryPair struct {
+	rawQuery   string
+	start, end int
+	several    bool
 }
 
 // credential names one of the three credentials.
@@ -135,12 +149,13 @@ func newCredentialReader(sdkAppID, userID, userSig []source) credentialReader {
 // behind the gateway could read differently. The same value given twice is
 // accepted, and empty values count as absent.
 func (cr *credentialReader) read(r *http.Request, c *credentials) *failure {
-	if len(cr.query) > 0 && !cr.readQuery(r.URL.RawQuery, c) {
-		return failConflicting
-	}
-	if !readHeadersAndCookies(r, cr.sdkAppID, &c.sdkAppID) ||
+	if (len(cr.query) > 0 && !cr.readQuery(r.URL.RawQuery, c)) ||
+		!readHeadersAndCookies(r, cr.sdkAppID, &c.sdkAppID) ||
 		!readHeadersAndCookies(r, cr.userID, &c.userID) ||
 		!readHeadersAndCookies(r, cr.userSig, &c.userSig) {
+		// The query may have more UserSig parameters after the one that
+		// conflicted, so removeUserSig must look for all of them.
+		c.userSigPair.several = true
 		return failConflicting
 	}
 	return nil
@@ -149,9 +164,15 @@ func (cr *credentialReader) read(r *http.Request, c *credentials) *failure {
 // readQuery reads the credentials that rawQuery carries into c, in one
 // pass over the parameters. It returns false on a conflict.
 func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
-	for rest := rawQuery; rest != ""; {
-		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
+	for start := 0; start < len(rawQuery); {
+		end := len(rawQuery)
+		if i := strings.IndexByte(rawQuery[start:], '&'); i >= 0 {
+			end = start + i
+		}
+		pair := rawQuery[start:end]
+		pairStart := start
+		start = end + 1
+
 		rawKey, rawValue, _ := strings.Cut(pair, "=")
 		key, ok := unescapeQuery(rawKey)
 		if !ok {
@@ -166,9 +187,38 @@ func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
 			if !ok || !take(c.field(q.which), value) {
 				return false
 			}
+			if q.which == credUserSig {
+				c.userSigPair.record(rawQuery, pairStart, end)
+			}
 		}
 	}
 	return true
+}
+
+// record notes that rawQuery[start:end] carried the credential.
+func (p *queryPair) record(rawQuery string, start, end int) {
+	if p.end != 0 {
+		p.several = true
+		return
+	}
+	p.rawQuery, p.start, p.end = rawQuery, start, end
+}
+
+// without returns the parts of rawQuery before and after the recorded
+// parameter, without the '&' on either side, and false when the recorded
+// position cannot be used: no parameter or several were recorded, or
+// rawQuery is not the query they were recorded in.
+func (p *queryPair) without(rawQuery string) (before, after string, ok bool) {
+	if p.end == 0 || p.several || rawQuery != p.rawQuery {
+		return "", "", false
+	}
+	if p.start > 0 {
+		before = rawQuery[:p.start-1]
+	}
+	if p.end < len(rawQuery) {
+		after = rawQuery[p.end+1:]
+	}
+	return before, after, true
 }
 
 // take stores v in *dst, the value found so far for one credential. It
@@ -335,22 +385,65 @@ func removeCookie(h http.Header, name string) {
 
 // removeUserSig deletes the UserSig from every source it may have come
 // from, so that the upstream never receives it. It updates r.URL.RawQuery
-// and r.RequestURI together, with one allocation for both.
-func (cr *credentialReader) removeUserSig(r *http.Request) {
+// and r.RequestURI together, with one allocation for both. creds are the
+// credentials that read found in r.
+func (cr *credentialReader) removeUserSig(r *http.Request, creds *credentials) {
+	if before, after, ok := creds.userSigPair.without(r.URL.RawQuery); ok && len(cr.query) > 0 {
+		// The usual case: one query parameter carried the UserSig, and
+		// read recorded where. Query sources of other names, if any,
+		// had no parameter, or several would have been recorded.
+		path, _, _ := strings.Cut(r.RequestURI, "?")
+		setQuery(r, path, before, after)
+		cr.removeFromHeadersAndCookies(r)
+		return
+	}
+	for _, s := range cr.userSig {
+		if s.kind != fromQuery {
+			continue
+		}
+		path, _, _ := strings.Cut(r.RequestURI, "?")
+		uri, removed := withoutQueryParam(path, r.URL.RawQuery, s.name)
+		if !removed {
+			continue
+		}
+		r.RequestURI = uri
+		r.URL.RawQuery = ""
+		if len(uri) > len(path) {
+			r.URL.RawQuery = uri[len(path)+1:]
+		}
+		r.URL.ForceQuery = false
+	}
+	cr.removeFromHeadersAndCookies(r)
+}
+
+// setQuery sets the query of r to before + "&" + after, leaving out the
+// '&' when either is empty, and its RequestURI to path + "?" + that query,
+// or path alone when the query is empty. Both share one allocation.
+func setQuery(r *http.Request, path, before, after string) {
+	var uri string
+	switch {
+	case before == "" && after == "":
+		uri = path
+	case before == "":
+		uri = path + "?" + after
+	case after == "":
+		uri = path + "?" + before
+	default:
+		uri = path + "?" + before + "&" + after
+	}
+	r.RequestURI = uri
+	r.URL.RawQuery = ""
+	if len(uri) > len(path) {
+		r.URL.RawQuery = uri[len(path)+1:]
+	}
+	r.URL.ForceQuery = false
+}
+
+// removeFromHeadersAndCookies deletes the UserSig from its header and
+// cookie sources.
+func (cr *credentialReader) removeFromHeadersAndCookies(r *http.Request) {
 	for _, s := range cr.userSig {
 		switch s.kind {
-		case fromQuery:
-			path, _, _ := strings.Cut(r.RequestURI, "?")
-			uri, removed := withoutQueryParam(path, r.URL.RawQuery, s.name)
-			if !removed {
-				continue
-			}
-			r.RequestURI = uri
-			r.URL.RawQuery = ""
-			if len(uri) > len(path) {
-				r.URL.RawQuery = uri[len(path)+1:]
-			}
-			r.URL.ForceQuery = false
 		case fromHeader:
 			r.Header.Del(s.name)
 		case fromCookie:

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -41,12 +42,58 @@ func TestRemoveUserSigKeepsRequestURIConsistent(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, tc.target, nil)
-			cr.removeUserSig(r)
+			cr.removeUserSig(r, &credentials{})
 			if r.URL.RawQuery != tc.wantQuery {
 				t.Errorf("RawQuery = %q, want %q", r.URL.RawQuery, tc.wantQuery)
 			}
 			if r.RequestURI != tc.wantURI {
 				t.Errorf("RequestURI = %q, want %q", r.RequestURI, tc.wantURI)
+			}
+		})
+	}
+}
+
+// TestRemoveUserSigAfterRead checks that removing the UserSig at the
+// position that read recorded gives the same request as the removal that
+// parses the query again.
+func TestRemoveUserSigAfterRead(t *testing.T) {
+	cr := newCredentialReader(
+		[]source{{kind: fromQuery, name: "sdkappid"}},
+		[]source{{kind: fromQuery, name: "identifier"}},
+		[]source{{kind: fromQuery, name: "usersig"}, {kind: fromQuery, name: "sig"}},
+	)
+	targets := []string{
+		"/v4/a?sdkappid=1&identifier=alice&usersig=tok&random=7&contenttype=json",
+		"/v4/a?usersig=tok&sdkappid=1",
+		"/v4/a?sdkappid=1&usersig=tok",
+		"/v4/a?usersig=tok",
+		"/v4/a?usersig=tok&usersig=tok&x=1",
+		"/v4/a?usersig=tok&sig=tok&x=1",
+		"/v4/a?sig=&usersig=tok&x=1",
+		"/v4/a?%75sersig=tok&x=1",
+		"/v4/a?x=1&usersig=",
+		"/v4/a?usersig=tok&identifier=alice&identifier=bob&usersig=tok2",
+		"/a%3Fb?x=1&usersig=tok&y=2",
+		"/v4/a?x=1",
+	}
+	for _, target := range targets {
+		t.Run(target, func(t *testing.T) {
+			fast := httptest.NewRequest(http.MethodGet, target, nil)
+			var creds credentials
+			_ = cr.read(fast, &creds)
+			cr.removeUserSig(fast, &creds)
+
+			slow := httptest.NewRequest(http.MethodGet, target, nil)
+			cr.removeUserSig(slow, &credentials{})
+
+			if fast.URL.RawQuery != slow.URL.RawQuery {
+				t.Errorf("RawQuery = %q, want %q", fast.URL.RawQuery, slow.URL.RawQuery)
+			}
+			if fast.RequestURI != slow.RequestURI {
+				t.Errorf("RequestURI = %q, want %q", fast.RequestURI, slow.RequestURI)
+			}
+			if strings.Contains(fast.URL.RawQuery, "sig=tok") {
+				t.Errorf("RawQuery %q still has the UserSig", fast.URL.RawQuery)
 			}
 		})
 	}
@@ -65,11 +112,11 @@ func TestReadCredentials(t *testing.T) {
 		want     credentials
 		conflict bool
 	}{
-		{"query", "/?sdkappid=1&identifier=alice&usersig=t", nil, credentials{"1", "alice", "t"}, false},
-		{"escaped", "/?sdkappid=1&%69dentifier=a%20b&usersig=t", nil, credentials{"1", "a b", "t"}, false},
-		{"header and cookie", "/?usersig=t", http.Header{"X-Sdkappid": {"1"}, "Cookie": {"uid=alice"}}, credentials{"1", "alice", "t"}, false},
-		{"same value twice", "/?sdkappid=1&identifier=alice&usersig=t", http.Header{"X-Sdkappid": {"1"}, "Cookie": {"uid=alice"}}, credentials{"1", "alice", "t"}, false},
-		{"empty values ignored", "/?sdkappid=&identifier=alice&usersig=t", http.Header{"X-Sdkappid": {"1"}}, credentials{"1", "alice", "t"}, false},
+		{"query", "/?sdkappid=1&identifier=alice&usersig=t", nil, credentials{sdkAppID: "1", userID: "alice", userSig: "t"}, false},
+		{"escaped", "/?sdkappid=1&%69dentifier=a%20b&usersig=t", nil, credentials{sdkAppID: "1", userID: "a b", userSig: "t"}, false},
+		{"header and cookie", "/?usersig=t", http.Header{"X-Sdkappid": {"1"}, "Cookie": {"uid=alice"}}, credentials{sdkAppID: "1", userID: "alice", userSig: "t"}, false},
+		{"same value twice", "/?sdkappid=1&identifier=alice&usersig=t", http.Header{"X-Sdkappid": {"1"}, "Cookie": {"uid=alice"}}, credentials{sdkAppID: "1", userID: "alice", userSig: "t"}, false},
+		{"empty values ignored", "/?sdkappid=&identifier=alice&usersig=t", http.Header{"X-Sdkappid": {"1"}}, credentials{sdkAppID: "1", userID: "alice", userSig: "t"}, false},
 		{"query conflict", "/?sdkappid=1&identifier=alice&identifier=bob", nil, credentials{}, true},
 		{"query and header conflict", "/?sdkappid=1", http.Header{"X-Sdkappid": {"2"}}, credentials{}, true},
 		{"two header lines", "/", http.Header{"X-Sdkappid": {"1", "2"}}, credentials{}, true},
@@ -92,8 +139,9 @@ func TestReadCredentials(t *testing.T) {
 			if fail != nil {
 				t.Fatalf("read failed: %v", fail)
 			}
-			if got != tc.want {
-				t.Errorf("read = %+v, want %+v", got, tc.want)
+			if got.sdkAppID != tc.want.sdkAppID || got.userID != tc.want.userID || got.userSig != tc.want.userSig {
+				t.Errorf("read = %q %q %q, want %q %q %q", got.sdkAppID, got.userID, got.userSig,
+					tc.want.sdkAppID, tc.want.userID, tc.want.userSig)
 			}
 		})
 	}

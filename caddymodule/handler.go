@@ -62,7 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	if h.passesWithout(res.anonymous) {
 		requestsPassed.Inc()
-		h.passUnauthenticated(r, repl, fail)
+		h.passUnauthenticated(r, repl, &res, fail)
 		return next.ServeHTTP(w, r)
 	}
 
@@ -86,13 +86,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // for a verified request, removes the UserSig unless keep_usersig is set.
 // A request passed by the optional mode carries no credential, so there
 // is nothing to remove and no failure to report.
-func (h *Handler) passUnauthenticated(r *http.Request, repl *caddy.Replacer, fail *failure) {
+func (h *Handler) passUnauthenticated(r *http.Request, repl *caddy.Replacer, res *authResult, fail *failure) {
 	if h.Mode != modeAnnotate {
 		return
 	}
 	setFailurePlaceholders(repl, fail)
 	if !h.KeepUserSig {
-		h.credentials.removeUserSig(r)
+		h.credentials.removeUserSig(r, &res.creds)
 	}
 }
 

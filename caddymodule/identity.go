@@ -70,7 +70,7 @@ func (g *Gateway) forwardIdentity(r *http.Request, res *authResult) {
 		r.Header[g.SDKAppIDHeader] = values[len(values)-1 : len(values) : len(values)]
 	}
 	if !g.KeepUserSig {
-		g.credentials.removeUserSig(r)
+		g.credentials.removeUserSig(r, &res.creds)
 	}
 }
 
