@@ -102,8 +102,8 @@ const (
 )
 
 // field returns the field of c that holds the credential.
-func (c *credentials) field(which credential) *string {
-	switch which {
+func (c *credentials) field(credential credential) *string {
+	switch credential {
 	case credSDKAppID:
 		return &c.sdkAppID
 	case credUserID:
@@ -114,8 +114,8 @@ func (c *credentials) field(which credential) *string {
 
 // queryName is a query parameter name that carries a credential.
 type queryName struct {
-	name  string
-	which credential
+	name       string
+	credential credential
 }
 
 // credentialReader reads the three credentials from a request.
@@ -133,10 +133,10 @@ type credentialReader struct {
 // credential.
 func newCredentialReader(sdkAppID, userID, userSig []source) credentialReader {
 	cr := credentialReader{sdkAppID: sdkAppID, userID: userID, userSig: userSig}
-	for which, sources := range [...][]source{sdkAppID, userID, userSig} {
+	for index, sources := range [...][]source{sdkAppID, userID, userSig} {
 		for _, s := range sources {
 			if s.kind == fromQuery {
-				cr.query = append(cr.query, queryName{name: s.name, which: credential(which)})
+				cr.query = append(cr.query, queryName{name: s.name, credential: credential(index)})
 			}
 		}
 	}
@@ -184,10 +184,10 @@ func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
 				continue
 			}
 			value, ok := unescapeQuery(rawValue)
-			if !ok || !take(c.field(q.which), value) {
+			if !ok || !take(c.field(q.credential), value) {
 				return false
 			}
-			if q.which == credUserSig {
+			if q.credential == credUserSig {
 				c.userSigPair.record(rawQuery, pairStart, end)
 			}
 		}
@@ -205,9 +205,9 @@ func (p *queryPair) record(rawQuery string, start, end int) {
 }
 
 // without returns the parts of rawQuery before and after the recorded
-// parameter, without the '&' on either side, and false when the recorded
-// position cannot be used: no parameter or several were recorded, or
-// rawQuery is not the query they were recorded in.
+// parameter, without the '&' on either side. It returns false when no
+// parameter or several were recorded, or when rawQuery is not the query
+// they were recorded in.
 func (p *queryPair) without(rawQuery string) (before, after string, ok bool) {
 	if p.end == 0 || p.several || rawQuery != p.rawQuery {
 		return "", "", false
