@@ -143,11 +143,12 @@ func newCredentialReader(sdkAppID, userID, userSig []source) credentialReader {
 	return cr
 }
 
-// read reads the request's credentials into c, which must be zero. It fails when one credential has
-// two different non-empty values, in two sources or twice in one source,
-// or a query value that does not percent-decode, which another parser
-// behind the gateway could read differently. The same value given twice is
-// accepted, and empty values count as absent.
+// read reads the request's credentials into c, which must be zero. It
+// fails when one credential has two different non-empty values, in two
+// sources or twice in one source, or a query value that does not
+// percent-decode, which another parser behind the gateway could read
+// differently. The same value given twice is accepted, and empty values
+// count as absent.
 func (cr *credentialReader) read(r *http.Request, c *credentials) *failure {
 	if (len(cr.query) > 0 && !cr.readQuery(r.URL.RawQuery, c)) ||
 		!readHeadersAndCookies(r, cr.sdkAppID, &c.sdkAppID) ||
