@@ -175,13 +175,11 @@ func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
 		start = end + 1
 
 		rawKey, rawValue, _ := strings.Cut(pair, "=")
-		key, ok := unescapeQuery(rawKey)
-		if !ok {
-			// A name that does not decode is not a credential's name.
-			continue
-		}
+		// A name that does not decode can still match a configured name
+		// by its raw spelling, as queryKeyIs allows.
+		key, decoded := unescapeQuery(rawKey)
 		for _, q := range cr.query {
-			if key != q.name {
+			if rawKey != q.name && (!decoded || key != q.name) {
 				continue
 			}
 			value, ok := unescapeQuery(rawValue)
@@ -306,7 +304,6 @@ func withoutQueryParam(prefix, rawQuery, name string) (string, bool) {
 	var b strings.Builder
 	b.Grow(len(prefix) + 1 + len(rawQuery))
 	b.WriteString(prefix)
-	first := true
 	for rest := rawQuery; rest != ""; {
 		var pair string
 		pair, rest, _ = strings.Cut(rest, "&")
@@ -314,12 +311,16 @@ func withoutQueryParam(prefix, rawQuery, name string) (string, bool) {
 		if queryKeyIs(rawKey, name) {
 			continue
 		}
-		if first {
-			b.WriteByte('?')
-		} else {
+		// Empty pairs before the first kept parameter are dropped, so
+		// the query never starts with '&', and later ones are kept.
+		switch {
+		case b.Len() > len(prefix):
 			b.WriteByte('&')
+		case pair == "":
+			continue
+		default:
+			b.WriteByte('?')
 		}
-		first = false
 		b.WriteString(pair)
 	}
 	return b.String(), true
@@ -339,7 +340,12 @@ func hasQueryParam(rawQuery, name string) bool {
 }
 
 // queryKeyIs reports whether the raw (escaped) parameter name key is name.
+// A configured name matches its raw spelling too, so that a name with '+'
+// or '%' in it, such as "a+b", is found as written.
 func queryKeyIs(key, name string) bool {
+	if key == name {
+		return true
+	}
 	unescaped, ok := unescapeQuery(key)
 	return ok && unescaped == name
 }
@@ -394,6 +400,10 @@ func (cr *credentialReader) removeUserSig(r *http.Request, creds *credentials) {
 		// read recorded where. Query sources of other names, if any,
 		// had no parameter, or several would have been recorded.
 		path, _, _ := strings.Cut(r.RequestURI, "?")
+		if before == "" {
+			// As withoutQueryParam does, drop empty pairs at the start.
+			after = strings.TrimLeft(after, "&")
+		}
 		setQuery(r, path, before, after)
 		cr.removeFromHeadersAndCookies(r)
 		return

@@ -38,6 +38,8 @@ func TestRemoveUserSigKeepsRequestURIConsistent(t *testing.T) {
 		{"other parameters", "/a/b?x=1&usersig=abc&y=2", "x=1&y=2", "/a/b?x=1&y=2"},
 		{"only the UserSig", "/a?usersig=abc", "", "/a"},
 		{"escaped path", "/a%3Fb?usersig=abc&x=1", "x=1", "/a%3Fb?x=1"},
+		{"empty pairs around", "/a?&usersig=abc&usersig=abc", "", "/a"},
+		{"empty pair kept", "/a?x=1&&usersig=abc&y=2", "x=1&&y=2", "/a?x=1&&y=2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,6 +77,10 @@ func TestRemoveUserSigAfterRead(t *testing.T) {
 		"/v4/a?usersig=tok&identifier=alice&identifier=bob&usersig=tok2",
 		"/a%3Fb?x=1&usersig=tok&y=2",
 		"/v4/a?x=1",
+		"/v4/a?&usersig=tok&x=1",
+		"/v4/a?usersig=tok&&x=1",
+		"/v4/a?&usersig=tok&usersig=tok",
+		"/v4/a?x=1&&usersig=tok",
 	}
 	for _, target := range targets {
 		t.Run(target, func(t *testing.T) {
@@ -96,6 +102,23 @@ func TestRemoveUserSigAfterRead(t *testing.T) {
 				t.Errorf("RawQuery %q still has the UserSig", fast.URL.RawQuery)
 			}
 		})
+	}
+}
+
+// TestQuerySourceNameWithPlus checks that a configured query name with
+// '+' in it matches the name as written, and its escaped spelling.
+func TestQuerySourceNameWithPlus(t *testing.T) {
+	cr := newCredentialReader(nil, nil, []source{{kind: fromQuery, name: "a+b"}})
+	for _, target := range []string{"/p?a+b=tok&x=1", "/p?a%2Bb=tok&x=1"} {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		var creds credentials
+		if fail := cr.read(r, &creds); fail != nil || creds.userSig != "tok" {
+			t.Errorf("%s: read = %q, %v; want the UserSig tok", target, creds.userSig, fail)
+		}
+		cr.removeUserSig(r, &creds)
+		if r.URL.RawQuery != "x=1" {
+			t.Errorf("%s: RawQuery after removal = %q, want %q", target, r.URL.RawQuery, "x=1")
+		}
 	}
 }
 

@@ -109,6 +109,38 @@ func TestHandlerUserReplacesEarlierAuthentication(t *testing.T) {
 	}
 }
 
+// TestHandlerSecondUserSigSetsUser checks that when two usersig handlers
+// verify one request, the placeholders name the user of the second, as
+// its identity header does.
+func TestHandlerSecondUserSigSetsUser(t *testing.T) {
+	s := startCaddy(t, fmt.Sprintf(`
+	route {
+		usersig {
+			app %[1]d %[2]s
+			sdkappid_from header:X-SDKAppID
+			userid_from header:X-UserID
+			usersig_from header:X-UserSig
+		}
+		usersig {
+			app %[1]d %[2]s
+		}
+		respond "user={http.auth.user.id} header={http.request.header.X-UserSig-UserID} room=[{http.auth.user.room}]"
+	}`, testAppID, testKey))
+	first := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: "mallory"})
+	second := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID})
+
+	header := http.Header{
+		"X-Sdkappid": {strconv.Itoa(testAppID)},
+		"X-Userid":   {"mallory"},
+		"X-Usersig":  {first},
+	}
+	resp := s.get("/", credentialsQuery(testAppID, testUserID, second), header)
+	want := fmt.Sprintf("user=%s header=%s room=[]", testUserID, testUserID)
+	if resp.status != http.StatusOK || resp.body != want {
+		t.Errorf("response = %d %q, want 200 %q", resp.status, resp.body, want)
+	}
+}
+
 func TestHandlerRemovesUserSigFromHeaderAndCookie(t *testing.T) {
 	s := startCaddy(t, fmt.Sprintf(`
 	usersig {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-usersig/caddy-usersig/usersig"
 )
 
 // disabledHeader is the header name that turns off an identity header.
@@ -97,47 +99,74 @@ func userMetadata(res *authResult) map[string]string {
 // setUserPlaceholders provides.
 const userPlaceholderPrefix = "http.auth.user."
 
+// userPlaceholderNames are the names after userPlaceholderPrefix that
+// setUserPlaceholders provides. The last three need a privilege map.
+var userPlaceholderNames = [...]string{"id", "sdkappid", "issued_at", "expires_at", "key_index", "room", "privileges", "privilege_map"}
+
 // setUserPlaceholders provides {http.auth.user.id} and the other
 // {http.auth.user.*} placeholders, as Caddy's authentication handler does
-// for its providers. Their values are formatted only when a later handler
-// reads them, through a replacer function, which costs one allocation in
-// place of one map entry and one string for each of them. Values of an
-// earlier authentication handler are deleted first, because the replacer
-// looks up its static values before any function. That way the last
-// handler to authenticate the request sets the user.
+// for its providers. The last handler to authenticate the request must
+// set the user, and the replacer looks up its static values first, then
+// its functions in the order they were added.
+//
+// The usual request has no earlier user, and gets a replacer function
+// that formats a value only when a later handler reads it: one allocation
+// in place of one map entry and one string for each value. Static values
+// of an earlier handler, such as basic_auth, are deleted first. When a
+// value is still found after that, an earlier function provides it, such
+// as that of another usersig handler on the same request, and only static
+// values can replace it, so all of them are set.
 func setUserPlaceholders(repl *caddy.Replacer, res *authResult) {
-	claims, grant := res.claims, res.grant
 	repl.DeleteByPrefix(userPlaceholderPrefix)
+	if _, earlier := repl.Get(userPlaceholderPrefix + "id"); earlier {
+		for _, name := range userPlaceholderNames {
+			// Without a privilege map, the room placeholders are set to
+			// "" so that they hide the earlier handler's values.
+			value, _ := userPlaceholder(res.claims, res.grant, name)
+			repl.Set(userPlaceholderPrefix+name, value)
+		}
+		return
+	}
+	claims, grant := res.claims, res.grant
 	repl.Map(func(key string) (any, bool) {
 		name, ok := strings.CutPrefix(key, userPlaceholderPrefix)
 		if !ok {
 			return nil, false
 		}
-		switch name {
-		case "id":
-			return claims.UserID, true
-		case "sdkappid":
-			return strconv.FormatUint(claims.SDKAppID, 10), true
-		case "issued_at":
-			return strconv.FormatInt(claims.Time, 10), true
-		case "expires_at":
-			return strconv.FormatInt(claims.ExpiresAt(), 10), true
-		case "key_index":
-			return strconv.Itoa(claims.KeyIndex), true
-		}
-		if grant == nil {
-			return nil, false
-		}
-		switch name {
-		case "room":
-			return grant.room, true
-		case "privileges":
-			return privilegeNames(grant.privileges), true
-		case "privilege_map":
-			return strconv.FormatUint(uint64(grant.privileges), 10), true
-		}
-		return nil, false
+		return userPlaceholder(claims, grant, name)
 	})
+}
+
+// userPlaceholder returns the value of {http.auth.user.NAME} for the
+// verified claims and grant (nil without a privilege map). It returns
+// false for a name that it does not provide, and for a privilege map
+// placeholder without a grant.
+func userPlaceholder(claims *usersig.Claims, grant *privilegeGrant, name string) (string, bool) {
+	switch name {
+	case "id":
+		return claims.UserID, true
+	case "sdkappid":
+		return strconv.FormatUint(claims.SDKAppID, 10), true
+	case "issued_at":
+		return strconv.FormatInt(claims.Time, 10), true
+	case "expires_at":
+		return strconv.FormatInt(claims.ExpiresAt(), 10), true
+	case "key_index":
+		return strconv.Itoa(claims.KeyIndex), true
+	case "room", "privileges", "privilege_map":
+		if grant == nil {
+			return "", false
+		}
+	default:
+		return "", false
+	}
+	switch name {
+	case "room":
+		return grant.room, true
+	case "privileges":
+		return privilegeNames(grant.privileges), true
+	}
+	return strconv.FormatUint(uint64(grant.privileges), 10), true
 }
 
 // setFailurePlaceholders sets the placeholders that handle_errors routes
