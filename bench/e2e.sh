@@ -34,10 +34,12 @@
 #                      when a run needs more
 #   OUT [e2e/results/e2e.txt]
 #                      results file, replaced; relative to bench/
-#   PROFILE [0]        with 1, also saves a 5 s CPU profile of each server
+#   PROFILE [0]        with 1, also saves a CPU profile of each server
 #                      in each scenario of round 1, next to OUT, as
 #                      SERVER-SCENARIO.pb.gz; the profiling slows those
 #                      runs down
+#   PROFILE_SECONDS [5]
+#                      length of each profile, at most DURATION
 #   PIN [1]            1 runs the servers on CPU 0 and wrk on CPU 1;
 #                      0 does not pin; needs taskset and 2 cores
 #   CADDY [built]      a Caddy binary with the usersig module to run
@@ -58,6 +60,7 @@ fresh_tokens=${FRESH_TOKENS:-600000}
 out=${OUT:-e2e/results/e2e.txt}
 profile=${PROFILE:-0}
 pin=${PIN:-1}
+profile_seconds=${PROFILE_SECONDS:-5}
 sdkappid=1400000001
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -195,7 +198,7 @@ measure() {
 	pprof_pid=
 	if [ "$profile" = 1 ] && [ "$3" = 1 ]; then
 		go tool pprof -proto -output "$(dirname "$out")/$2-$1.pb.gz" \
-			"http://127.0.0.1:$admin/debug/pprof/profile?seconds=5" >/dev/null 2>&1 &
+			"http://127.0.0.1:$admin/debug/pprof/profile?seconds=$profile_seconds" >/dev/null 2>&1 &
 		pprof_pid=$!
 	fi
 	ticks_before=$(cpu_ticks "$pid")

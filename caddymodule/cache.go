@@ -266,7 +266,9 @@ func (r *rejection) check(req *usersig.Request) *failure {
 func (c *verifyCache) verifyAndStore(key tokenKey, v *usersig.Verifier, token string, req *usersig.Request) (*usersig.Claims, *failure) {
 	runHook(&testHookVerify)
 	verifyCalls.Add(1)
+	start := time.Now()
 	claims, err := v.Verify(token, *req)
+	metricVerifyDuration.Observe(time.Since(start).Seconds())
 	if err == nil {
 		if c.claims == nil {
 			return &claims, nil

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -52,7 +51,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	var res authResult
-	fail := h.authenticate(r, time.Now(), &res)
+	fail := h.authenticate(r, requestTime(r), &res)
 	if fail == nil {
 		requestsAllowed.Inc()
 		setUserPlaceholders(repl, &res)
