@@ -267,7 +267,7 @@ func readValue(r *http.Request, sources []source) (string, bool) {
 			var pair string
 			pair, rest, _ = strings.Cut(rest, "&")
 			rawKey, rawValue, _ := strings.Cut(pair, "=")
-			if key, ok := unescapeQuery(rawKey); !ok || key != s.name {
+			if !queryKeyIs(rawKey, s.name) {
 				continue
 			}
 			v, ok := unescapeQuery(rawValue)

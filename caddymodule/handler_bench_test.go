@@ -109,7 +109,7 @@ func (hb *handlerBench) request(uri string, w http.ResponseWriter) *http.Request
 //   - fresh: every token is new to the cache. The 65,536 tokens are 6.5
 //     times the default cache size, so each comes back after it was
 //     evicted, and the hits/op metric shows how many were still cached;
-//   - rejected: a request without a UserSig, answered with 401.
+//   - rejected: a request without a UserSig, which gets 401.
 func BenchmarkHandler(b *testing.B) {
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		if r.Header.Get(defaultUserIDHeader) == "" {
