@@ -199,8 +199,8 @@ type Gateway struct {
 	logger      *zap.Logger
 }
 
-// appState is the state of one configured app that requests use: its verifier,
-// the SDKAppID text and its metric series.
+// appState is the state of one configured app that requests use: its
+// verifier, the SDKAppID text and its metric series.
 type appState struct {
 	verifier   *usersig.Verifier
 	idText     string               // the SDKAppID in decimal, for the identity header
