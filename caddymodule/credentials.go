@@ -282,21 +282,11 @@ func readValue(r *http.Request, sources []source) (string, bool) {
 	return value, true
 }
 
-// removeQueryParam returns rawQuery without the parameters named name,
-// keeping the other parameters in their order and spelling.
-func removeQueryParam(rawQuery, name string) string {
-	query, removed := withoutQueryParam("", rawQuery, name)
-	if !removed {
-		return rawQuery
-	}
-	return strings.TrimPrefix(query, "?")
-}
-
 // withoutQueryParam returns prefix + "?" + rawQuery without the
 // parameters named name, keeping the other parameters in their order and
 // spelling, with only one allocation. The "?" is left out when no
-// parameter remains. It returns
-// false, and no string, when rawQuery has no parameter named name.
+// parameter remains. It returns false, and no string, when rawQuery has
+// no parameter named name.
 func withoutQueryParam(prefix, rawQuery, name string) (string, bool) {
 	if !hasQueryParam(rawQuery, name) {
 		return "", false

@@ -7,24 +7,38 @@ import (
 	"testing"
 )
 
-func TestRemoveQueryParam(t *testing.T) {
+// TestWithoutQueryParam checks the removal that parses the whole query,
+// with "/p" as the path before it.
+func TestWithoutQueryParam(t *testing.T) {
 	tests := []struct {
 		name, query, want string
+		removes           bool
 	}{
-		{"only parameter", "usersig=abc", ""},
-		{"first", "usersig=abc&a=1&b=2", "a=1&b=2"},
-		{"middle", "a=1&usersig=abc&b=2", "a=1&b=2"},
-		{"repeated", "usersig=x&a=1&usersig=y", "a=1"},
-		{"escaped name", "%75sersig=abc&a=1", "a=1"},
-		{"without value", "a=1&usersig", "a=1"},
-		{"similar names kept", "usersig2=x&xusersig=y", "usersig2=x&xusersig=y"},
-		{"order and escaping kept", "z=%2F&usersig=abc&a=b+c", "z=%2F&a=b+c"},
-		{"absent", "a=1", "a=1"},
+		{"only parameter", "usersig=abc", "", true},
+		{"first", "usersig=abc&a=1&b=2", "a=1&b=2", true},
+		{"middle", "a=1&usersig=abc&b=2", "a=1&b=2", true},
+		{"repeated", "usersig=x&a=1&usersig=y", "a=1", true},
+		{"escaped name", "%75sersig=abc&a=1", "a=1", true},
+		{"without value", "a=1&usersig", "a=1", true},
+		{"similar names kept", "usersig2=x&xusersig=y", "usersig2=x&xusersig=y", false},
+		{"order and escaping kept", "z=%2F&usersig=abc&a=b+c", "z=%2F&a=b+c", true},
+		{"absent", "a=1", "a=1", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := removeQueryParam(tc.query, "usersig"); got != tc.want {
-				t.Errorf("removeQueryParam(%q) = %q, want %q", tc.query, got, tc.want)
+			uri, removed := withoutQueryParam("/p", tc.query, "usersig")
+			if removed != tc.removes {
+				t.Fatalf("withoutQueryParam(%q) removed = %v, want %v", tc.query, removed, tc.removes)
+			}
+			if !removed {
+				return
+			}
+			want := "/p"
+			if tc.want != "" {
+				want += "?" + tc.want
+			}
+			if uri != want {
+				t.Errorf("withoutQueryParam(%q) = %q, want %q", tc.query, uri, want)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -183,7 +184,7 @@ func BenchmarkHandler(b *testing.B) {
 	})
 }
 
-var errBenchNoIdentity = caddyhttp.Error(http.StatusInternalServerError, errString("the next handler got no identity header"))
+var errBenchNoIdentity = caddyhttp.Error(http.StatusInternalServerError, errors.New("the next handler got no identity header"))
 
 // counterValue reads the current value of a Prometheus counter.
 func counterValue(b *testing.B, c prometheus.Counter) float64 {
@@ -193,7 +194,3 @@ func counterValue(b *testing.B, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
