@@ -116,6 +116,10 @@ func (c *credentials) field(credential credential) *string {
 type queryName struct {
 	name       string
 	credential credential
+
+	// hasEquals is true when the name contains '='. Such a name can only
+	// match a parameter whose name is percent-encoded.
+	hasEquals bool
 }
 
 // credentialReader reads the three credentials from a request.
@@ -136,7 +140,11 @@ func newCredentialReader(sdkAppID, userID, userSig []source) credentialReader {
 	for index, sources := range [...][]source{sdkAppID, userID, userSig} {
 		for _, s := range sources {
 			if s.kind == fromQuery {
-				cr.query = append(cr.query, queryName{name: s.name, credential: credential(index)})
+				cr.query = append(cr.query, queryName{
+					name:       s.name,
+					credential: credential(index),
+					hasEquals:  strings.IndexByte(s.name, '=') >= 0,
+				})
 			}
 		}
 	}
@@ -165,6 +173,15 @@ func (cr *credentialReader) read(r *http.Request, c *credentials) *failure {
 // readQuery reads the credentials that rawQuery carries into c, in one
 // pass over the parameters. It returns false on a conflict.
 func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
+	if strings.IndexByte(rawQuery, '%') < 0 && strings.IndexByte(rawQuery, '+') < 0 {
+		return cr.readPlainQuery(rawQuery, c)
+	}
+	return cr.readEscapedQuery(rawQuery, c)
+}
+
+// readEscapedQuery is readQuery for any query. It decodes each name and
+// each value of a credential.
+func (cr *credentialReader) readEscapedQuery(rawQuery string, c *credentials) bool {
 	for start := 0; start < len(rawQuery); {
 		end := len(rawQuery)
 		if i := strings.IndexByte(rawQuery[start:], '&'); i >= 0 {
@@ -190,6 +207,42 @@ func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
 				c.userSigPair.record(rawQuery, pairStart, end)
 			}
 		}
+	}
+	return true
+}
+
+// readPlainQuery is readQuery for a query without '%' and '+', the usual
+// case, in which every name and value is its own decoded form. It
+// compares each parameter with the configured names directly, instead of
+// cutting it at '=' and looking for escapes in each part, and gives the
+// same result as the general loop.
+func (cr *credentialReader) readPlainQuery(rawQuery string, c *credentials) bool {
+	for start := 0; start < len(rawQuery); {
+		end := len(rawQuery)
+		if i := strings.IndexByte(rawQuery[start:], '&'); i >= 0 {
+			end = start + i
+		}
+		pair := rawQuery[start:end]
+		for i := range cr.query {
+			q := &cr.query[i]
+			n := len(q.name)
+			// A parameter "name" without '=' has the empty value, which
+			// counts as absent but is still removed with the UserSig.
+			if q.hasEquals || len(pair) < n || pair[:n] != q.name || (len(pair) > n && pair[n] != '=') {
+				continue
+			}
+			value := ""
+			if len(pair) > n {
+				value = pair[n+1:]
+			}
+			if !take(c.field(q.credential), value) {
+				return false
+			}
+			if q.credential == credUserSig {
+				c.userSigPair.record(rawQuery, start, end)
+			}
+		}
+		start = end + 1
 	}
 	return true
 }

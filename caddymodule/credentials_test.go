@@ -1,10 +1,13 @@
 package caddymodule
 
 import (
+	"bufio"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // TestWithoutQueryParam checks the removal that parses the whole query,
@@ -215,6 +218,82 @@ func TestSameHeaderName(t *testing.T) {
 	}
 }
 
+// TestRemoveSpoofedIdentityLookup checks that looking up the spellings of
+// the identity header names removes what comparing every header removes,
+// on requests parsed by net/http. Each request carries every spelling of
+// both names, with '-' or '_' at each separator and a random mix of upper
+// and lower case, and headers that only resemble them.
+func TestRemoveSpoofedIdentityLookup(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, names := range [][2]string{
+		{defaultUserIDHeader, defaultSDKAppIDHeader},
+		{"X_Custom-User", "App"},
+		{"X-User", disabledHeader},
+		{"A-B-C-D-E-User", "X-App"}, // five separators: the scan
+	} {
+		g := &Gateway{UserIDHeader: names[0], SDKAppIDHeader: names[1]}
+		for i, name := range names {
+			if name != disabledHeader {
+				names[i] = http.CanonicalHeaderKey(name)
+			}
+		}
+		g.UserIDHeader, g.SDKAppIDHeader = names[0], names[1]
+		g.spoofed = newSpoofedKeys(names[0], names[1])
+		if wantScan := strings.Count(names[0], "-")+strings.Count(names[0], "_") > maxSpoofSeparators; g.spoofed.scan != wantScan {
+			t.Errorf("%q: scan = %v, want %v", names[0], g.spoofed.scan, wantScan)
+		}
+
+		var wire strings.Builder
+		wire.WriteString("GET / HTTP/1.1\r\nHost: gateway.test\r\n")
+		spellings, enabled := 0, 0
+		for _, name := range names {
+			if name == disabledHeader {
+				continue
+			}
+			enabled++
+			for _, key := range headerSpellings(name) {
+				spelling := []byte(key)
+				for j, c := range spelling {
+					if rng.IntN(2) == 0 {
+						spelling[j] = byte(unicode.ToLower(rune(c)))
+					} else {
+						spelling[j] = byte(unicode.ToUpper(rune(c)))
+					}
+				}
+				wire.WriteString(string(spelling) + ": spoofed\r\n")
+				spellings++
+			}
+			wire.WriteString(name + "x: kept\r\n" + name[:len(name)-1] + ": kept\r\n")
+		}
+		wire.WriteString("\r\n")
+
+		for _, remove := range []struct {
+			method string
+			run    func(*http.Request)
+		}{
+			{"removeSpoofedIdentity", g.removeSpoofedIdentity},
+			{"scanSpoofedIdentity", func(r *http.Request) { g.scanSpoofedIdentity(r.Header) }},
+		} {
+			r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(wire.String())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Header) < spellings {
+				t.Fatalf("%v: the request has %d headers, want at least %d", names, len(r.Header), spellings)
+			}
+			remove.run(r)
+			for key, values := range r.Header {
+				if values[0] != "kept" {
+					t.Errorf("%v, %s: header %q is still there", names, remove.method, key)
+				}
+			}
+			if want := 2 * enabled; len(r.Header) != want {
+				t.Errorf("%v, %s: %d headers kept, want %d: %v", names, remove.method, len(r.Header), want, r.Header)
+			}
+		}
+	}
+}
+
 func TestClientTextIsJSONSafe(t *testing.T) {
 	if got, want := clientText(`TLS.ver is not "2.0"`), `TLS.ver is not '2.0'`; got != want {
 		t.Errorf("clientText = %q, want %q", got, want)
@@ -222,4 +301,64 @@ func TestClientTextIsJSONSafe(t *testing.T) {
 	if got, want := clientText("a\\b\nc"), "a b c"; got != want {
 		t.Errorf("clientText = %q, want %q", got, want)
 	}
+}
+
+// plainQueryReader reads the default query names and two that test the
+// edges of readPlainQuery: a name that is a prefix of another, and a name
+// with '=' in it, which only an encoded parameter name can match.
+var plainQueryReader = newCredentialReader(
+	[]source{{kind: fromQuery, name: "sdkappid"}},
+	[]source{{kind: fromQuery, name: "identifier"}, {kind: fromQuery, name: "id"}},
+	[]source{{kind: fromQuery, name: "usersig"}, {kind: fromQuery, name: "a=b"}},
+)
+
+// checkQueryReadersAgree fails t when readPlainQuery and readEscapedQuery
+// read rawQuery differently. rawQuery must not contain '%' or '+'.
+func checkQueryReadersAgree(t *testing.T, rawQuery string) {
+	t.Helper()
+	var plain, escaped credentials
+	plainOK := plainQueryReader.readPlainQuery(rawQuery, &plain)
+	escapedOK := plainQueryReader.readEscapedQuery(rawQuery, &escaped)
+	if plainOK != escapedOK || (plainOK && plain != escaped) {
+		t.Errorf("query %q: readPlainQuery = %v %+v, readEscapedQuery = %v %+v", rawQuery, plainOK, plain, escapedOK, escaped)
+	}
+}
+
+// TestReadPlainQueryMatchesEscaped checks that the loop for queries
+// without escapes reads what the general loop reads, including where the
+// UserSig parameter is, on the edge cases of names and empty values.
+func TestReadPlainQueryMatchesEscaped(t *testing.T) {
+	for _, rawQuery := range []string{
+		"",
+		"&",
+		"sdkappid=1&identifier=alice&usersig=t&random=5",
+		"usersig",
+		"usersig=",
+		"&&usersig=t&&",
+		"usersig=t&usersig=t",
+		"usersig=t&usersig=u",
+		"usersig&usersig=t",
+		"usersigx=t&xusersig=u&usersi=v",
+		"id=alice&identifier=alice",
+		"id=alice&identifier=bob",
+		"id=alice=x",
+		"a=b=c",
+		"a=b",
+		"sdkappid=1=2&usersig==t",
+		"=t&=&usersig=t;x",
+	} {
+		checkQueryReadersAgree(t, rawQuery)
+	}
+}
+
+// FuzzReadPlainQuery compares the two query loops on fuzzed queries,
+// with '%' and '+' removed, since only readEscapedQuery reads those.
+func FuzzReadPlainQuery(f *testing.F) {
+	for _, seed := range []string{"sdkappid=1&identifier=alice&usersig=t", "usersig&id=a&a=b=c", "usersig=t&usersig=u"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		rawQuery = strings.NewReplacer("%", "", "+", "").Replace(rawQuery)
+		checkQueryReadersAgree(t, rawQuery)
+	})
 }
