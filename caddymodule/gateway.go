@@ -194,6 +194,7 @@ type Gateway struct {
 	credentials credentialReader
 	cache       *verifyCache
 	challenge   string       // the WWW-Authenticate header of a 401 response
+	spoofed     spoofedKeys  // the keys of client headers that mimic the identity headers
 	revocations *revocations // nil without revocation_file and revocation_admin_token
 	lockout     *lockout     // nil without a lockout block
 	logger      *zap.Logger
@@ -257,6 +258,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if g.SDKAppIDHeader != disabledHeader {
 		g.SDKAppIDHeader = http.CanonicalHeaderKey(g.SDKAppIDHeader)
 	}
+	g.spoofed = newSpoofedKeys(g.UserIDHeader, g.SDKAppIDHeader)
 
 	if err := g.provisionSources(); err != nil {
 		return err

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,21 +38,107 @@ func foldHeaderByte(c byte) byte {
 	return c
 }
 
+// maxSpoofSeparators is the number of '-' and '_' in an identity header
+// name above which removeSpoofedIdentity looks at every request header
+// instead of looking up each spelling, of which there are 2^n.
+const maxSpoofSeparators = 4
+
+// spoofedKeys are the header keys that removeSpoofedIdentity deletes.
+type spoofedKeys struct {
+	// keys holds, for each identity header, the key of every spelling
+	// that sameHeaderName matches, in the canonical form that net/http
+	// stores a received header under.
+	keys []string
+
+	// scan is true when a name has too many spellings to look up, and
+	// removeSpoofedIdentity compares every request header instead.
+	scan bool
+}
+
+// newSpoofedKeys returns the spoofedKeys of the identity headers names,
+// each in canonical form or disabledHeader.
+func newSpoofedKeys(names ...string) spoofedKeys {
+	var s spoofedKeys
+	for _, name := range names {
+		if name == disabledHeader {
+			continue
+		}
+		spellings := headerSpellings(name)
+		if spellings == nil {
+			return spoofedKeys{scan: true}
+		}
+		for _, key := range spellings {
+			if !slices.Contains(s.keys, key) {
+				s.keys = append(s.keys, key)
+			}
+		}
+	}
+	return s
+}
+
+// headerSpellings returns the canonical keys of all spellings of name
+// that differ in case and in '-' against '_', or nil when name has more
+// than maxSpoofSeparators of those. Case does not matter here, because
+// http.CanonicalHeaderKey sets it; each choice of '-' or '_' at each
+// separator gives one key.
+func headerSpellings(name string) []string {
+	var separators []int
+	for i := 0; i < len(name); i++ {
+		if name[i] == '-' || name[i] == '_' {
+			separators = append(separators, i)
+		}
+	}
+	if len(separators) > maxSpoofSeparators {
+		return nil
+	}
+	spelling := []byte(name)
+	keys := make([]string, 0, 1<<len(separators))
+	for choice := 0; choice < 1<<len(separators); choice++ {
+		for bit, i := range separators {
+			spelling[i] = '-'
+			if choice&(1<<bit) != 0 {
+				spelling[i] = '_'
+			}
+		}
+		keys = append(keys, http.CanonicalHeaderKey(string(spelling)))
+	}
+	return keys
+}
+
 // removeSpoofedIdentity deletes the identity headers that the client sent,
 // in every spelling: every header whose name equals an identity header's
 // when both are lower-cased and '_' is read as '-'. Upstreams such as
 // PHP-FPM (through CGI variables) and some proxies treat the two
 // characters alike, so a client could otherwise pass "X_UserSig_UserID"
 // for the real header.
+//
+// Go's HTTP servers store every received header under its canonical key,
+// so looking up the few canonical spellings finds all of them, and costs
+// less than comparing every header of the request. A name with many
+// separators falls back to the comparison.
 func (g *Gateway) removeSpoofedIdentity(r *http.Request) {
+	if !g.spoofed.scan {
+		for _, key := range g.spoofed.keys {
+			if _, ok := r.Header[key]; ok {
+				delete(r.Header, key)
+			}
+		}
+		return
+	}
+	g.scanSpoofedIdentity(r.Header)
+}
+
+// scanSpoofedIdentity is removeSpoofedIdentity by comparing every header
+// name of h with the identity header names.
+func (g *Gateway) scanSpoofedIdentity(h http.Header) {
 	userID, sdkAppID := g.UserIDHeader != disabledHeader, g.SDKAppIDHeader != disabledHeader
 	if !userID && !sdkAppID {
 		return
 	}
-	for key := range r.Header {
+	for key := range h {
 		if (userID && sameHeaderName(key, g.UserIDHeader)) ||
 			(sdkAppID && sameHeaderName(key, g.SDKAppIDHeader)) {
-			delete(r.Header, key)
+			delete(h, key)
 		}
 	}
 }
