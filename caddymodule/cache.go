@@ -313,45 +313,63 @@ const (
 // shardedCache is a fixed-size cache of values by tokenKey, split into
 // shards by key, each with its own lock. It is safe for concurrent use.
 //
+// A lookup takes no lock. Each shard keeps its entries in a hash table of
+// atomic pointers with linear probing (slotTable), which only writers
+// change, under the shard's lock. A lookup loads the table and the
+// pointers along the probe sequence of its key, and compares the key of
+// each entry it finds. Entries are never changed after they are published,
+// except for their referenced flag, so what a lookup finds is always a
+// genuine entry for its key, at worst one that a writer has just evicted,
+// whose value is still right. A lookup racing with a writer may miss an
+// entry that is being added, which costs one more verification.
+//
 // Each shard evicts with the CLOCK algorithm, an approximation of least
 // recently used. A lookup only sets a flag on the entry it finds. Eviction
 // walks the entries in a ring, clears the flags it passes and evicts the
-// first entry whose flag was clear. A lookup therefore needs
-// only a read lock and writes no shared list, so lookups on one shard run
-// in parallel. An entry stored and never looked up again is evicted before
-// any entry that was looked up since the hand last passed it.
-//
-// The maps inside are keyed by key.hi alone, and each entry holds key.lo,
-// which a lookup compares. Go maps look up a uint64 several times faster
-// than a 16-byte struct: 8 ns against 35 to 50 ns with Go 1.26 on the
-// 2-core AMD EPYC of BENCHMARKS.md. Two keys with the same hi share one
-// slot: the later add replaces the earlier entry, and a get of the other
-// key misses. Among n stored tokens that happens with a probability of
-// about n²/2^65, and it costs one more verification.
+// first entry whose flag was clear. An entry stored and never looked up
+// again is evicted before any entry that was looked up since the hand last
+// passed it.
 type shardedCache[V any] struct {
 	shards []cacheShard[V]
 	shift  uint // 64 - log2(len(shards)): key.hi >> shift is the shard index
+
+	// tombstone marks a table slot whose entry was removed, so that the
+	// probe sequences that pass it go on. It is never a real entry.
+	tombstone *cacheEntry[V]
 }
 
 // cacheShard is one shard of a shardedCache. The fields after mu are
-// guarded by it.
+// guarded by it; table is also read without it.
 type cacheShard[V any] struct {
-	mu      sync.RWMutex
-	entries map[uint64]*cacheEntry[V] // by key.hi
-	ring    []*cacheEntry[V]          // in eviction order, nil where an entry was removed
-	free    []int                     // indexes of the nil slots of ring
-	hand    int                       // the slot of ring that eviction looks at next
-	size    int                       // the maximum number of entries
+	table atomic.Pointer[slotTable[V]]
+
+	mu    sync.Mutex
+	used  int              // slots of table that are not nil: entries and tombstones
+	ring  []*cacheEntry[V] // in eviction order, nil where an entry was removed
+	free  []int            // indexes of the nil slots of ring
+	hand  int              // the slot of ring that eviction looks at next
+	size  int              // the maximum number of entries
+	slots int              // the number of slots of each table, a power of two
 
 	// The padding keeps the locks of adjacent shards on separate cache
-	// lines, so that goroutines locking different shards do not slow each
-	// other down.
+	// lines, so that a writer on one shard does not slow down lookups on
+	// the next.
 	_ [64]byte
 }
 
+// slotTable is the hash table of a shard: each slot is nil, the cache's
+// tombstone or an entry. An entry's probe sequence starts at slot
+// key.lo & mask and goes on to the next slot until it meets nil. The
+// shard keeps at most 3/4 of the slots in use, and at most half hold
+// entries, so probe sequences stay short.
+type slotTable[V any] struct {
+	slots []atomic.Pointer[cacheEntry[V]]
+	mask  uint64
+}
+
 // cacheEntry is a stored value. Every field but referenced is written
-// before the entry is added and never changed after, so a reader may keep
-// and read an entry after it has released the lock.
+// before the entry is published and never changed after, so a reader may
+// keep and read an entry without a lock.
 type cacheEntry[V any] struct {
 	hi, lo     uint64
 	slot       int         // index in the shard's ring
@@ -371,16 +389,24 @@ func newShardedCache[V any](size int) (*shardedCache[V], error) {
 		bits++
 	}
 
-	s := &shardedCache[V]{shards: make([]cacheShard[V], n), shift: 64 - bits}
+	s := &shardedCache[V]{shards: make([]cacheShard[V], n), shift: 64 - bits, tombstone: new(cacheEntry[V])}
 	for i := range s.shards {
-		shardSize := size / n
+		sh := &s.shards[i]
+		sh.size = size / n
 		if i < size%n {
-			shardSize++
+			sh.size++
 		}
-		s.shards[i].entries = make(map[uint64]*cacheEntry[V])
-		s.shards[i].size = shardSize
+		sh.slots = 4
+		for sh.slots < 2*sh.size {
+			sh.slots *= 2
+		}
+		sh.table.Store(newSlotTable[V](sh.slots))
 	}
 	return s, nil
+}
+
+func newSlotTable[V any](slots int) *slotTable[V] {
+	return &slotTable[V]{slots: make([]atomic.Pointer[cacheEntry[V]], slots), mask: uint64(slots - 1)}
 }
 
 // shard returns the shard of key. A shift of 64 gives 0, the only shard.
@@ -391,19 +417,50 @@ func (s *shardedCache[V]) shard(key tokenKey) *cacheShard[V] {
 // get returns the value stored under key and marks it as used. The value
 // must not be changed.
 func (s *shardedCache[V]) get(key tokenKey) (*V, bool) {
-	sh := s.shard(key)
-	sh.mu.RLock()
-	e := sh.entries[key.hi]
-	sh.mu.RUnlock()
-	if e == nil || e.lo != key.lo {
-		return nil, false
+	t := s.shard(key).table.Load()
+	i := key.lo & t.mask
+	for range t.slots {
+		e := t.slots[i].Load()
+		if e == nil {
+			return nil, false
+		}
+		if e.hi == key.hi && e.lo == key.lo && e != s.tombstone {
+			// Storing only when the flag is clear keeps the cache line
+			// of a popular entry shared between cores.
+			if !e.referenced.Load() {
+				e.referenced.Store(true)
+			}
+			return &e.value, true
+		}
+		i = (i + 1) & t.mask
 	}
-	// Storing only when the flag is clear keeps the cache line of a
-	// popular entry shared between cores.
-	if !e.referenced.Load() {
-		e.referenced.Store(true)
+	return nil, false
+}
+
+// find returns the table slot that holds the entry of key, or -1, and the
+// first slot on key's probe sequence that a new entry can take, nil or a
+// tombstone. It must be called with mu locked.
+func (sh *cacheShard[V]) find(t *slotTable[V], key tokenKey, tombstone *cacheEntry[V]) (found, vacant int) {
+	found, vacant = -1, -1
+	i := key.lo & t.mask
+	for range t.slots {
+		e := t.slots[i].Load()
+		switch {
+		case e == nil:
+			if vacant < 0 {
+				vacant = int(i)
+			}
+			return found, vacant
+		case e == tombstone:
+			if vacant < 0 {
+				vacant = int(i)
+			}
+		case e.hi == key.hi && e.lo == key.lo:
+			return int(i), vacant
+		}
+		i = (i + 1) & t.mask
 	}
-	return &e.value, true
+	return found, vacant
 }
 
 // add stores value under key, evicting an entry of the shard when the
@@ -414,20 +471,61 @@ func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
-	if old := sh.entries[key.hi]; old != nil {
+	t := sh.table.Load()
+	if found, _ := sh.find(t, key, s.tombstone); found >= 0 {
+		old := t.slots[found].Load()
 		e.slot = old.slot
-	} else {
-		e.slot = sh.freeSlot()
+		sh.ring[e.slot] = e
+		t.slots[found].Store(e)
+		return &e.value
+	}
+
+	e.slot = sh.freeSlot(s.tombstone)
+	if sh.used >= sh.slots/4*3 {
+		sh.rebuild(s.tombstone)
+		t = sh.table.Load()
 	}
 	sh.ring[e.slot] = e
-	sh.entries[key.hi] = e
+	// The eviction above may have left a tombstone on the probe sequence,
+	// so the vacant slot is looked up after it.
+	_, vacant := sh.find(t, key, s.tombstone)
+	if t.slots[vacant].Load() == nil {
+		sh.used++
+	}
+	t.slots[vacant].Store(e)
 	return &e.value
 }
 
-// freeSlot returns a slot of ring for a new entry: a slot left by a
+// rebuild publishes a new table that holds the entries of the ring and no
+// tombstone. Lookups that loaded the old table finish on it. It must be
+// called with mu locked.
+func (sh *cacheShard[V]) rebuild(tombstone *cacheEntry[V]) {
+	t := newSlotTable[V](sh.slots)
+	sh.used = 0
+	for _, e := range sh.ring {
+		if e == nil {
+			continue
+		}
+		_, vacant := sh.find(t, tokenKey{hi: e.hi, lo: e.lo}, tombstone)
+		t.slots[vacant].Store(e)
+		sh.used++
+	}
+	sh.table.Store(t)
+}
+
+// unlink replaces the table slot of e with a tombstone. It must be called
+// with mu locked.
+func (sh *cacheShard[V]) unlink(e *cacheEntry[V], tombstone *cacheEntry[V]) {
+	t := sh.table.Load()
+	if found, _ := sh.find(t, tokenKey{hi: e.hi, lo: e.lo}, tombstone); found >= 0 {
+		t.slots[found].Store(tombstone)
+	}
+}
+
+// freeSlot returns a nil slot of ring for a new entry: a slot left by a
 // removed entry, a new slot while the shard is not full, or the slot of
-// an evicted entry. It must be called with mu locked.
-func (sh *cacheShard[V]) freeSlot() int {
+// an entry that it evicts. It must be called with mu locked.
+func (sh *cacheShard[V]) freeSlot(tombstone *cacheEntry[V]) int {
 	if n := len(sh.free); n > 0 {
 		slot := sh.free[n-1]
 		sh.free = sh.free[:n-1]
@@ -450,23 +548,25 @@ func (sh *cacheShard[V]) freeSlot() int {
 			e.referenced.Store(false)
 			continue
 		}
-		delete(sh.entries, e.hi)
+		sh.unlink(e, tombstone)
+		sh.ring[slot] = nil
 		return slot
 	}
 }
 
-// remove drops the entry of key, and leaves an entry of another key that
-// shares its slot.
+// remove drops the entry of key.
 func (s *shardedCache[V]) remove(key tokenKey) {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
-	e := sh.entries[key.hi]
-	if e == nil || e.lo != key.lo {
+	t := sh.table.Load()
+	found, _ := sh.find(t, key, s.tombstone)
+	if found < 0 {
 		return
 	}
-	delete(sh.entries, key.hi)
+	e := t.slots[found].Load()
+	t.slots[found].Store(s.tombstone)
 	sh.ring[e.slot] = nil
 	sh.free = append(sh.free, e.slot)
 }
@@ -476,7 +576,8 @@ func (s *shardedCache[V]) purge() {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		clear(sh.entries)
+		sh.table.Store(newSlotTable[V](sh.slots))
+		sh.used = 0
 		clear(sh.ring)
 		sh.ring = sh.ring[:0]
 		sh.free = sh.free[:0]
@@ -490,9 +591,9 @@ func (s *shardedCache[V]) len() int {
 	total := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.RLock()
-		total += len(sh.entries)
-		sh.mu.RUnlock()
+		sh.mu.Lock()
+		total += len(sh.ring) - len(sh.free)
+		sh.mu.Unlock()
 	}
 	return total
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -524,34 +525,132 @@ func TestShardedCacheRemoveFreesSlot(t *testing.T) {
 	}
 }
 
-// TestShardedCacheComparesWholeKey checks that two keys with the same hi,
-// the 64 bits that the maps are keyed by, are still distinguished.
+// TestShardedCacheComparesWholeKey checks that two keys that differ only
+// in hi, or only in lo, are distinguished and can both be stored.
 func TestShardedCacheComparesWholeKey(t *testing.T) {
 	s, err := newShardedCache[string](10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stored := tokenKey{hi: 42, lo: 1}
-	other := tokenKey{hi: 42, lo: 2}
+	others := []tokenKey{{hi: 42, lo: 2}, {hi: 43, lo: 1}}
 
 	s.add(stored, "stored")
-	if got := getString(s, other); got != "" {
-		t.Errorf("get with another lo returned %q, want a miss", got)
-	}
-	s.remove(other)
-	if got := getString(s, stored); got != "stored" {
-		t.Errorf("after removing another lo, get = %q, want \"stored\"", got)
+	for _, other := range others {
+		if got := getString(s, other); got != "" {
+			t.Errorf("get(%v) returned %q, want a miss", other, got)
+		}
+		s.remove(other)
+		if got := getString(s, stored); got != "stored" {
+			t.Errorf("after remove(%v), get = %q, want \"stored\"", other, got)
+		}
 	}
 
-	s.add(other, "other")
-	if got := getString(s, stored); got != "" {
-		t.Errorf("get(stored) = %q after another key took its slot, want a miss", got)
+	for i, other := range others {
+		s.add(other, "other"+strconv.Itoa(i))
 	}
-	if got := getString(s, other); got != "other" {
-		t.Errorf("get(other) = %q, want \"other\"", got)
+	if got := getString(s, stored); got != "stored" {
+		t.Errorf("get(stored) = %q after adding the other keys, want \"stored\"", got)
 	}
-	if n := s.len(); n != 1 {
-		t.Errorf("len = %d, want 1", n)
+	for i, other := range others {
+		if got, want := getString(s, other), "other"+strconv.Itoa(i); got != want {
+			t.Errorf("get(%v) = %q, want %q", other, got, want)
+		}
+	}
+	if n := s.len(); n != 3 {
+		t.Errorf("len = %d, want 3", n)
+	}
+}
+
+// TestShardedCacheTableChurn adds, looks up and removes entries many
+// times the size of the cache, so that tombstones fill the tables and
+// force rebuilds, and checks after each step that every key the test
+// expects to be stored is found with its own value and that removed keys
+// are not. Keys share their low bits so that probe sequences overlap.
+func TestShardedCacheTableChurn(t *testing.T) {
+	const size = 64 // one shard
+	s, err := newShardedCache[uint64](size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	key := func(n uint64) tokenKey { return tokenKey{hi: n * 0x9e3779b97f4a7c15, lo: n % 16} }
+	stored := map[uint64]bool{}
+	for step := range 20 * size {
+		n := uint64(rng.IntN(4 * size))
+		switch {
+		case rng.IntN(3) == 0:
+			s.remove(key(n))
+			delete(stored, n)
+		case len(stored) < size:
+			// While the shard has room, nothing is evicted.
+			if got := *s.add(key(n), n); got != n {
+				t.Fatalf("step %d: add returned %d, want %d", step, got, n)
+			}
+			stored[n] = true
+		}
+		for m := range uint64(4 * size) {
+			v, ok := s.get(key(m))
+			if ok != stored[m] || (ok && *v != m) {
+				t.Fatalf("step %d: get(%d) = %v, %v; want stored = %v", step, m, ok, v, stored[m])
+			}
+		}
+		if n := s.len(); n != len(stored) {
+			t.Fatalf("step %d: len = %d, want %d", step, n, len(stored))
+		}
+	}
+}
+
+// TestShardedCacheConcurrentLookups runs lookups without a lock against
+// writers that add, evict and remove entries, and checks that a lookup
+// never returns the value of another key. Run with -race, it also checks
+// that lookups and writers share no memory without synchronization.
+func TestShardedCacheConcurrentLookups(t *testing.T) {
+	s, err := newShardedCache[uint64](256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(n uint64) tokenKey { return tokenKey{hi: n * 0x9e3779b97f4a7c15, lo: n % 64} }
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 2 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 5))
+			for i := 0; i < 20000; i++ {
+				n := uint64(rng.IntN(1024))
+				if rng.IntN(4) == 0 {
+					s.remove(key(n))
+				} else {
+					s.add(key(n), n)
+				}
+			}
+		})
+	}
+	var wrong atomic.Int64
+	for r := range 2 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 6))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := uint64(rng.IntN(1024))
+				if v, ok := s.get(key(n)); ok && *v != n {
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if n := wrong.Load(); n != 0 {
+		t.Errorf("%d lookups returned the value of another key", n)
+	}
+	if n := s.len(); n > 256 {
+		t.Errorf("len = %d, want at most 256", n)
 	}
 }
 
