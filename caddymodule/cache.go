@@ -308,6 +308,7 @@ func (c *verifyCache) purge() {
 const (
 	maxShards    = 64 // two lookups of different tokens share a shard once in 64
 	minShardSize = 64 // smaller caches get fewer shards
+	minSlots     = 8  // the slots of a shard's first table
 )
 
 // shardedCache is a fixed-size cache of values by tokenKey, split into
@@ -343,13 +344,15 @@ type shardedCache[V any] struct {
 type cacheShard[V any] struct {
 	table atomic.Pointer[slotTable[V]]
 
-	mu    sync.Mutex
-	used  int              // slots of table that are not nil: entries and tombstones
-	ring  []*cacheEntry[V] // in eviction order, nil where an entry was removed
-	free  []int            // indexes of the nil slots of ring
-	hand  int              // the slot of ring that eviction looks at next
-	size  int              // the maximum number of entries
-	slots int              // the number of slots of each table, a power of two
+	mu       sync.Mutex
+	used     int              // slots of table that are not nil: entries and tombstones
+	count    int              // entries, the non-nil slots of ring
+	ring     []*cacheEntry[V] // in eviction order, nil where an entry was removed
+	free     []int            // indexes of the nil slots of ring
+	hand     int              // the slot of ring that eviction looks at next
+	size     int              // the maximum number of entries
+	slots    int              // the number of slots of table, a power of two
+	maxSlots int              // the most slots table grows to: at least twice size
 
 	// The padding keeps the locks of adjacent shards on separate cache
 	// lines, so that a writer on one shard does not slow down lookups on
@@ -362,6 +365,11 @@ type cacheShard[V any] struct {
 // key.lo & mask and goes on to the next slot until it meets nil. The
 // shard keeps at most 3/4 of the slots in use, and at most half hold
 // entries, so probe sequences stay short.
+//
+// A table starts with minSlots slots and doubles as entries are added,
+// up to maxSlots. The garbage collector reads every slot on each cycle,
+// so a table sized for a full cache from the start would cost the
+// process that time even while the cache is nearly empty.
 type slotTable[V any] struct {
 	slots []atomic.Pointer[cacheEntry[V]]
 	mask  uint64
@@ -396,10 +404,11 @@ func newShardedCache[V any](size int) (*shardedCache[V], error) {
 		if i < size%n {
 			sh.size++
 		}
-		sh.slots = 4
-		for sh.slots < 2*sh.size {
-			sh.slots *= 2
+		sh.maxSlots = minSlots
+		for sh.maxSlots < 2*sh.size {
+			sh.maxSlots *= 2
 		}
+		sh.slots = minSlots
 		sh.table.Store(newSlotTable[V](sh.slots))
 	}
 	return s, nil
@@ -481,11 +490,17 @@ func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 	}
 
 	e.slot = sh.freeSlot(s.tombstone)
-	if sh.used >= sh.slots/4*3 {
+	switch {
+	case sh.count+1 > sh.slots/2 && sh.slots < sh.maxSlots:
+		sh.slots *= 2
+		sh.rebuild(s.tombstone)
+		t = sh.table.Load()
+	case sh.used >= sh.slots/4*3:
 		sh.rebuild(s.tombstone)
 		t = sh.table.Load()
 	}
 	sh.ring[e.slot] = e
+	sh.count++
 	// The eviction above may have left a tombstone on the probe sequence,
 	// so the vacant slot is looked up after it.
 	_, vacant := sh.find(t, key, s.tombstone)
@@ -496,9 +511,9 @@ func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 	return &e.value
 }
 
-// rebuild publishes a new table that holds the entries of the ring and no
-// tombstone. Lookups that loaded the old table finish on it. It must be
-// called with mu locked.
+// rebuild publishes a new table of sh.slots slots that holds the entries
+// of the ring and no tombstone. Lookups that loaded the old table finish
+// on it. It must be called with mu locked.
 func (sh *cacheShard[V]) rebuild(tombstone *cacheEntry[V]) {
 	t := newSlotTable[V](sh.slots)
 	sh.used = 0
@@ -550,6 +565,7 @@ func (sh *cacheShard[V]) freeSlot(tombstone *cacheEntry[V]) int {
 		}
 		sh.unlink(e, tombstone)
 		sh.ring[slot] = nil
+		sh.count--
 		return slot
 	}
 }
@@ -569,6 +585,7 @@ func (s *shardedCache[V]) remove(key tokenKey) {
 	t.slots[found].Store(s.tombstone)
 	sh.ring[e.slot] = nil
 	sh.free = append(sh.free, e.slot)
+	sh.count--
 }
 
 // purge drops every entry.
@@ -576,8 +593,10 @@ func (s *shardedCache[V]) purge() {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
+		sh.slots = minSlots
 		sh.table.Store(newSlotTable[V](sh.slots))
 		sh.used = 0
+		sh.count = 0
 		clear(sh.ring)
 		sh.ring = sh.ring[:0]
 		sh.free = sh.free[:0]
@@ -592,7 +611,7 @@ func (s *shardedCache[V]) len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		total += len(sh.ring) - len(sh.free)
+		total += sh.count
 		sh.mu.Unlock()
 	}
 	return total

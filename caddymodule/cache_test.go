@@ -601,6 +601,48 @@ func TestShardedCacheTableChurn(t *testing.T) {
 	}
 }
 
+// TestShardedCacheTableGrows checks that the tables of an empty cache
+// are small, since the garbage collector reads them on every cycle, and
+// that they grow with the entries to twice the cache's size at most.
+func TestShardedCacheTableGrows(t *testing.T) {
+	s, err := newShardedCache[int](100_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := func() (total int) {
+		for i := range s.shards {
+			total += len(s.shards[i].table.Load().slots)
+		}
+		return total
+	}
+	if got, want := slots(), len(s.shards)*minSlots; got != want {
+		t.Errorf("an empty cache has %d table slots, want %d", got, want)
+	}
+	names := make([]string, 300_000)
+	for i := range names {
+		names[i] = strconv.Itoa(i)
+	}
+	for i, key := range keysOf(names...) {
+		s.add(key, i)
+		if i == 999 {
+			// 1,000 entries spread over 64 shards: about 16 each, in
+			// tables of 32 or 64 slots.
+			if got := slots(); got > 64*64 {
+				t.Errorf("after 1,000 adds the tables have %d slots, want at most %d", got, 64*64)
+			}
+		}
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		if n := len(sh.table.Load().slots); n != sh.maxSlots || n > 4*sh.size {
+			t.Errorf("shard %d: %d slots for %d entries, want %d", i, n, sh.size, sh.maxSlots)
+		}
+	}
+	if n := s.len(); n != 100_000 {
+		t.Errorf("len = %d, want 100000", n)
+	}
+}
+
 // TestShardedCacheConcurrentLookups runs lookups without a lock against
 // writers that add, evict and remove entries, and checks that a lookup
 // never returns the value of another key. Run with -race, it also checks
