@@ -7,15 +7,21 @@
 #   hit    Every request carries one of 1,000 tokens, all cached during the
 #          warm-up, so the gateway finds each one in its cache.
 #   fresh  Every request carries a token that the gateway has not seen,
-#          so each one costs a full verification. The gateway restarts at
-#          the start of each round, and the list is longer than one run.
+#          so each one costs a full verification. Each run starts at the
+#          top of a list longer than one run, and the cache has long
+#          evicted the tokens that a run sent when the next one starts.
 # Both servers receive the same requests from the same wrk script. Each
-# round runs every scenario once on each server, alternating which server
-# goes first, and the report divides the gateway's requests per second by
-# plain Caddy's within each round. It also reads the CPU time that the
-# server process used during each run from /proc, and reports it per
-# request: the gateway's extra CPU time per request is the cost of the
-# usersig handler, whatever the load generator did.
+# round starts both servers again and warms them up, then runs every
+# scenario twice on each server, in the order A B B A, alternating which
+# server goes first from round to round. The report adds up the two runs
+# of each server and divides the gateway's requests per second by plain
+# Caddy's within each round.
+#
+# It also reads from each server, before and after each run, the CPU
+# time of the process from /proc and the allocation and garbage
+# collection counts from the expvar page of its admin endpoint, and
+# reports them per request: the gateway's extra CPU time per request is
+# the cost of the usersig handler, whatever the load generator did.
 #
 # By default (PIN=1) the servers run on CPU 0 and wrk on CPU 1, with
 # taskset, so that the load generator does not take CPU time from the
@@ -23,8 +29,10 @@
 # lets the scheduler place all processes on every core.
 #
 # Environment (defaults in brackets):
-#   ROUNDS [5]         rounds
-#   DURATION [10]      seconds of load per run
+#   ROUNDS [6]         rounds; an even number lets each server go first
+#                      equally often
+#   DURATION [5]       seconds of load per run, four runs a scenario
+#                      in each round
 #   CONNECTIONS [32]   wrk connections
 #   THREADS [1]        wrk threads
 #   WARMUP [2]         seconds of load on each server before its first run
@@ -35,13 +43,18 @@
 #   OUT [e2e/results/e2e.txt]
 #                      results file, replaced; relative to bench/
 #   PROFILE [0]        with 1, also saves a CPU profile of each server
-#                      in each scenario of round 1, next to OUT, as
+#                      in the first run of each scenario of round 1,
+#                      next to OUT, as
 #                      SERVER-SCENARIO.pb.gz; the profiling slows those
 #                      runs down
 #   PROFILE_SECONDS [5]
 #                      length of each profile, at most DURATION
 #   PIN [1]            1 runs the servers on CPU 0 and wrk on CPU 1;
 #                      0 does not pin; needs taskset and 2 cores
+#   NULL [0]           with 1, the second server is a plain Caddy too,
+#                      without the usersig directive, under the name
+#                      "gateway": the ratios then show how far apart the
+#                      script measures two identical servers
 #   CADDY [built]      a Caddy binary with the usersig module to run
 #                      instead of building ./cmd/caddy, such as one built
 #                      from an older commit for a before-and-after run
@@ -51,8 +64,8 @@
 set -eu
 cd "$(dirname "$0")"
 
-rounds=${ROUNDS:-5}
-duration=${DURATION:-10}
+rounds=${ROUNDS:-6}
+duration=${DURATION:-5}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-1}
 warmup=${WARMUP:-2}
@@ -60,6 +73,7 @@ fresh_tokens=${FRESH_TOKENS:-600000}
 out=${OUT:-e2e/results/e2e.txt}
 profile=${PROFILE:-0}
 pin=${PIN:-1}
+null=${NULL:-0}
 profile_seconds=${PROFILE_SECONDS:-5}
 sdkappid=1400000001
 
@@ -126,6 +140,12 @@ $plain_url {
 }
 EOF
 
+usersig_directive="usersig {
+		app $sdkappid {file.$tmp/key}
+	}"
+if [ "$null" = 1 ]; then
+	usersig_directive="# NULL=1: no usersig directive"
+fi
 cat >"$tmp/gateway.caddyfile" <<EOF
 {
 	admin 127.0.0.1:$gateway_admin
@@ -134,9 +154,7 @@ cat >"$tmp/gateway.caddyfile" <<EOF
 }
 
 $gateway_url {
-	usersig {
-		app $sdkappid {file.$tmp/key}
-	}
+	$usersig_directive
 	respond "ok" 200
 }
 EOF
@@ -157,9 +175,16 @@ load() {
 }
 
 start_plain() {
-	$server_cpu "$tmp/caddy" run --config "$tmp/plain.caddyfile" --adapter caddyfile >"$tmp/plain.log" 2>&1 &
+	$server_cpu "$tmp/caddy" run --config "$tmp/plain.caddyfile" --adapter caddyfile >>"$tmp/plain.log" 2>&1 &
 	plain_pid=$!
 	"$e2e" probe -url "$plain_url/" -status 200
+	load plain "$plain_url" "$tmp/hit.txt" "$warmup" >/dev/null
+}
+
+stop_plain() {
+	kill "$plain_pid"
+	wait "$plain_pid" 2>/dev/null || true
+	plain_pid=
 }
 
 start_gateway() {
@@ -167,7 +192,9 @@ start_gateway() {
 	gateway_pid=$!
 	# A request without credentials must be rejected, and one with a
 	# genuine token accepted, or the load would measure something else.
-	"$e2e" probe -url "$gateway_url/v4/rooms" -status 401
+	if [ "$null" = 0 ]; then
+		"$e2e" probe -url "$gateway_url/v4/rooms" -status 401
+	fi
 	"$e2e" probe -url "$gateway_url$(head -n 1 "$tmp/hit.txt")" -status 200
 	load gateway "$gateway_url" "$tmp/hit.txt" "$warmup" >/dev/null
 }
@@ -192,23 +219,27 @@ measure() {
 	gateway) url=$gateway_url pid=$gateway_pid admin=$gateway_admin ;;
 	esac
 	metrics_url=http://127.0.0.1:$gateway_admin/metrics
-	if [ "$2" = gateway ]; then
+	if [ "$2" = gateway ] && [ "$null" = 0 ]; then
 		"$e2e" metrics -url "$metrics_url" >"$tmp/metrics.before"
 	fi
 	pprof_pid=
-	if [ "$profile" = 1 ] && [ "$3" = 1 ]; then
-		go tool pprof -proto -output "$(dirname "$out")/$2-$1.pb.gz" \
+	profile_out=$(dirname "$out")/$2-$1.pb.gz
+	if [ "$profile" = 1 ] && [ "$3" = 1 ] && [ ! -e "$profile_out" ]; then
+		go tool pprof -proto -output "$profile_out" \
 			"http://127.0.0.1:$admin/debug/pprof/profile?seconds=$profile_seconds" >/dev/null 2>&1 &
 		pprof_pid=$!
 	fi
+	memstats_url=http://127.0.0.1:$admin/debug/vars
+	"$e2e" memstats -url "$memstats_url" >"$tmp/memstats.before"
 	ticks_before=$(cpu_ticks "$pid")
 	result=$(load "$2" "$url" "$4" "$duration")
 	ticks_after=$(cpu_ticks "$pid")
 	result="$result server_cpu_us=$(( (ticks_after - ticks_before) * 1000000 / ticks_per_second ))"
+	result="$result $("$e2e" memstats -url "$memstats_url" -since "$tmp/memstats.before")"
 	if [ -n "$pprof_pid" ]; then
 		wait "$pprof_pid" || echo "e2e.sh: fetching the CPU profile failed" >&2
 	fi
-	if [ "$2" = gateway ]; then
+	if [ "$2" = gateway ] && [ "$null" = 0 ]; then
 		result="$result $("$e2e" metrics -url "$metrics_url" -since "$tmp/metrics.before")"
 	fi
 	line="scenario=$1 server=$2 round=$3 $result"
@@ -217,26 +248,42 @@ measure() {
 }
 
 mkdir -p "$(dirname "$out")"
+if [ "$profile" = 1 ]; then
+	for server in plain gateway; do
+		for scenario in hit fresh; do
+			rm -f "$(dirname "$out")/$server-$scenario.pb.gz"
+		done
+	done
+fi
 {
 	echo "# bench/e2e.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# $(go version), $(nproc) cores, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin caddy=${CADDY:-built from the working tree}"
+	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null caddy=${CADDY:-built from the working tree}"
 } >"$out"
-
-start_plain
-load plain "$plain_url" "$tmp/hit.txt" "$warmup" >/dev/null
 
 round=1
 while [ "$round" -le "$rounds" ]; do
-	# Odd rounds measure plain Caddy first, even rounds the gateway.
-	if [ $((round % 2)) = 1 ]; then order="plain gateway"; else order="gateway plain"; fi
+	# Each scenario measures each server twice in a round, in the order
+	# A B B A, so that a drift of the machine during the round weighs on
+	# both alike. Odd rounds start with plain Caddy, even rounds with the
+	# gateway: run against two plain Caddy servers, the first run after
+	# the warm-up was up to 9 % faster than the next.
+	if [ $((round % 2)) = 1 ]; then
+		order="plain gateway gateway plain"
+	else
+		order="gateway plain plain gateway"
+	fi
 
-	# Each round starts a new gateway, so after the warm-up its cache
+	# Each round starts both servers again, so that they are equally old:
+	# run against two plain Caddy servers, the script measured the one
+	# started later 4 % slower. After the warm-up, the gateway's cache
 	# contains the 1,000 tokens of the hit list and no token of the fresh
 	# list.
 	if [ -n "$gateway_pid" ]; then
 		stop_gateway
+		stop_plain
 	fi
+	start_plain
 	start_gateway
 
 	for server in $order; do

@@ -14,6 +14,10 @@
 //	e2e metrics -url URL [-since FILE]
 //	    prints the gateway's cache lookup counts from its metrics page, or
 //	    their growth since an earlier call.
+//	e2e memstats -url URL [-since FILE]
+//	    prints a Caddy process's garbage collection count and the bytes
+//	    and objects it has allocated, from the expvar page of its admin
+//	    endpoint, or their growth since an earlier call.
 //	e2e report FILE
 //	    reads the results that e2e.sh collected and prints the table of
 //	    medians and ratios.
@@ -41,6 +45,8 @@ func main() {
 		err = runProbe(os.Args[2:])
 	case "metrics":
 		err = runMetrics(os.Args[2:])
+	case "memstats":
+		err = runMemstats(os.Args[2:])
 	case "report":
 		err = runReport(os.Args[2:])
 	default:
@@ -53,6 +59,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: e2e ports N | tokens -n N -sdkappid ID -key-file FILE -out FILE | probe -url URL -status CODE | metrics -url URL [-since FILE] | report FILE")
+	fmt.Fprintln(os.Stderr, "usage: e2e ports N | tokens -n N -sdkappid ID -key-file FILE -out FILE | probe -url URL -status CODE | metrics -url URL [-since FILE] | memstats -url URL [-since FILE] | report FILE")
 	os.Exit(2)
 }

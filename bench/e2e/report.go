@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ type run struct {
 	server   string // "plain" or "gateway"
 	round    int
 	fields   map[string]float64
+	runs     int // the number of runs merged into this one by mergeRounds
 }
 
 // rps returns the requests per second of the run.
@@ -58,9 +60,10 @@ func runReport(args []string) error {
 	if err != nil {
 		return err
 	}
+	runs = mergeRounds(runs)
 
-	fmt.Printf("| scenario | server | rounds | req/s | p50 | p99 | gateway/plain req/s (min-max) | server CPU µs/req | plain/gateway CPU per request (min-max) | cache hits | cache misses | non-2xx | socket errors | fresh list wraps |\n")
-	fmt.Printf("|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("| scenario | server | rounds | req/s | p50 | p99 | gateway/plain req/s (min-max) | server CPU µs/req | plain/gateway CPU per request (min-max) | allocated B/req | GC cycles per 1,000 req | cache hits | cache misses | non-2xx | socket errors | fresh list wraps |\n")
+	fmt.Printf("|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, scenario := range []string{"hit", "fresh"} {
 		byServer := map[string]map[int]run{"plain": {}, "gateway": {}}
 		for _, r := range runs {
@@ -90,7 +93,7 @@ func runReport(args []string) error {
 			if server == "gateway" {
 				ratio, cpuRatio = ratioRange(ratios), ratioRange(cpuRatios)
 			}
-			fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %s | %.2f | %s | %s | %s | %.0f | %.0f | %s |\n",
+			fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %.0f | %.0f | %s |\n",
 				scenario, server, len(rounds),
 				medianOf(rounds, run.rps),
 				formatMicros(medianOf(rounds, field("p50_us"))),
@@ -98,6 +101,8 @@ func runReport(args []string) error {
 				ratio,
 				medianOf(rounds, run.cpuPerRequest),
 				cpuRatio,
+				perRequest(rounds, "alloc_bytes", 1, "%.0f"),
+				perRequest(rounds, "gc_cycles", 1000, "%.2f"),
 				sumIf(server == "gateway", rounds, "cache_hit"),
 				sumIf(server == "gateway", rounds, "cache_miss"),
 				sum(rounds, "non2xx"), sum(rounds, "socket_errors"),
@@ -105,6 +110,23 @@ func runReport(args []string) error {
 		}
 	}
 	return nil
+}
+
+// perRequest formats the median over the rounds of a field divided by the
+// requests and multiplied by scale, or "" when the runs lack the field
+// (results from before e2e.sh read it).
+func perRequest(rounds map[int]run, name string, scale float64, format string) string {
+	var values []float64
+	for _, r := range rounds {
+		if v, ok := r.fields[name]; ok && r.fields["requests"] > 0 {
+			values = append(values, v*scale/r.fields["requests"])
+		}
+	}
+	if len(values) == 0 {
+		return ""
+	}
+	slices.Sort(values)
+	return fmt.Sprintf(format, median(values))
 }
 
 // readRuns parses the results file.
@@ -148,6 +170,39 @@ func readRuns(path string) ([]run, error) {
 		runs = append(runs, r)
 	}
 	return runs, sc.Err()
+}
+
+// mergeRounds merges the runs of each server in each scenario and round
+// into one, which e2e.sh measures twice in the order A B B A. Counts and
+// durations are summed, so the merged requests per second are those of the
+// two runs together; latencies are averaged.
+func mergeRounds(runs []run) []run {
+	type key struct {
+		scenario, server string
+		round            int
+	}
+	index := make(map[key]int)
+	var merged []run
+	for _, r := range runs {
+		k := key{r.scenario, r.server, r.round}
+		i, ok := index[k]
+		if !ok {
+			index[k] = len(merged)
+			merged = append(merged, run{scenario: r.scenario, server: r.server, round: r.round, fields: maps.Clone(r.fields), runs: 1})
+			continue
+		}
+		m := &merged[i]
+		for name, v := range r.fields {
+			switch name {
+			case "p50_us", "p99_us":
+				m.fields[name] = (m.fields[name]*float64(m.runs) + v) / float64(m.runs+1)
+			default:
+				m.fields[name] += v
+			}
+		}
+		m.runs++
+	}
+	return merged
 }
 
 // parseFields parses "name=value name=value ..." with numeric values.
