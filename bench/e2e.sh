@@ -17,11 +17,11 @@
 # of each server and divides the gateway's requests per second by plain
 # Caddy's within each round.
 #
-# It also reads from each server, before and after each run, the CPU
-# time of the process from /proc and the allocation and garbage
-# collection counts from the expvar page of its admin endpoint, and
-# reports them per request: the gateway's extra CPU time per request is
-# the cost of the usersig handler, whatever the load generator did.
+# Before and after each run, it reads each server's CPU time from /proc
+# and its allocation and garbage collection counts from the expvar page
+# of its admin endpoint, and reports them per request. The gateway's
+# extra CPU time per request is the cost of the usersig handler, whatever
+# the load generator did.
 #
 # By default (PIN=1) the servers run on CPU 0 and wrk on CPU 1, with
 # taskset, so that the load generator does not take CPU time from the

@@ -352,7 +352,7 @@ type cacheShard[V any] struct {
 	hand     int              // the slot of ring that eviction looks at next
 	size     int              // the maximum number of entries
 	slots    int              // the number of slots of table, a power of two
-	maxSlots int              // the most slots table grows to: at least twice size
+	maxSlots int              // the maximum number of slots of table, at least twice size
 
 	// The padding keeps the locks of adjacent shards on separate cache
 	// lines, so that a writer on one shard does not slow down lookups on

@@ -209,6 +209,7 @@ func BenchmarkHandlerAlone(b *testing.B) {
 		}
 	}
 	hitsBefore := counterValue(b, cacheHits)
+
 	batch := make([]*http.Request, len(hb.uris))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -226,6 +227,7 @@ func BenchmarkHandlerAlone(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+
 	if hits := counterValue(b, cacheHits) - hitsBefore; hits != float64(b.N) {
 		b.Fatalf("%v cache hits in %d requests", hits, b.N)
 	}

@@ -27,13 +27,14 @@ type serverBench struct {
 // newServerBench loads the config and finds the two servers that Caddy
 // built from it. The benchmarks call their ServeHTTP methods directly, so
 // they measure everything that Caddy and the handler do for a request
-// except the network and HTTP/1.1 parsing, which cost both sites the same.
+// except the network.
 func newServerBench(b *testing.B) *serverBench {
 	b.Helper()
 	port := func() string {
 		return strconv.Itoa(freePort(b))
 	}
 	plainPort, gatewayPort := port(), port()
+
 	caddyfile := "{\n\tadmin 127.0.0.1:" + port() + "\n\tpersist_config off\n\tauto_https off\n\tlog {\n\t\toutput discard\n\t}\n}\n\n" +
 		"http://127.0.0.1:" + plainPort + " {\n\trespond \"ok\" 200\n}\n\n" +
 		"http://127.0.0.1:" + gatewayPort + " {\n\tusersig {\n\t\tapp " + strconv.Itoa(testAppID) + " " + testKey +
@@ -50,6 +51,7 @@ func newServerBench(b *testing.B) *serverBench {
 			b.Errorf("stopping Caddy: %v", err)
 		}
 	})
+
 	app, err := caddy.ActiveContext().App("http")
 	if err != nil {
 		b.Fatal(err)
@@ -72,8 +74,9 @@ func newServerBench(b *testing.B) *serverBench {
 // BenchmarkServer measures a whole request in Caddy's server: the plain
 // site, and the gateway with a cached token (hit) or a new token on every
 // request (fresh). The gateway's cost per request is the difference from
-// plain. Every request is parsed from the same kind of HTTP/1.1 text that
-// bench/e2e.sh sends, so the parsing cost is the same in each.
+// plain. Each iteration parses its request with http.ReadRequest from the
+// kind of HTTP/1.1 text that bench/e2e.sh sends, which costs all three the
+// same.
 func BenchmarkServer(b *testing.B) {
 	sb := newServerBench(b)
 	signer, err := usersig.NewSigner(testKey)
