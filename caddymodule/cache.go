@@ -17,9 +17,10 @@ import (
 var verifyCalls atomic.Int64
 
 // Test hooks, nil outside tests: testHookVerify runs before each
-// verification, and testHookFollow when a request starts to wait for the
-// verification of the same token by another request.
-var testHookVerify, testHookFollow atomic.Pointer[func()]
+// verification, testHookFollow when a request starts to wait for the
+// verification of the same token by another request, and
+// testHookEvictStep at each step of the eviction hand.
+var testHookVerify, testHookFollow, testHookEvictStep atomic.Pointer[func()]
 
 func runHook(hook *atomic.Pointer[func()]) {
 	if f := hook.Load(); f != nil {
@@ -552,14 +553,16 @@ func (sh *cacheShard[V]) freeSlot(tombstone *cacheEntry[V]) int {
 	}
 
 	// The ring is full and has no nil slot, because free is empty. The
-	// loop ends within two turns of the ring: it clears a flag on each
-	// entry it skips, and only lookups that found an entry before mu was
-	// locked can set a flag again.
-	for {
+	// hand clears the flag of each entry it skips. Lookups take no lock,
+	// so they can set flags again behind the hand while it turns, and
+	// after two turns the hand evicts the entry it points to whatever
+	// its flag, which bounds the time spent holding mu.
+	for step := 0; ; step++ {
+		runHook(&testHookEvictStep)
 		e := sh.ring[sh.hand]
 		slot := sh.hand
 		sh.hand = (sh.hand + 1) % len(sh.ring)
-		if e.referenced.Load() {
+		if e.referenced.Load() && step < 2*len(sh.ring) {
 			e.referenced.Store(false)
 			continue
 		}

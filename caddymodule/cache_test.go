@@ -643,6 +643,42 @@ func TestShardedCacheTableGrows(t *testing.T) {
 	}
 }
 
+// TestShardedCacheEvictionIsBounded checks that an eviction ends after
+// two turns of the ring even when lookups set every flag again at each
+// step of the hand, as lookups without a lock can while it turns.
+func TestShardedCacheEvictionIsBounded(t *testing.T) {
+	const size = 8
+	s, err := newShardedCache[int](size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]tokenKey, size)
+	for i := range keys {
+		keys[i] = tokenKey{hi: uint64(i + 1), lo: uint64(i + 1)}
+		s.add(keys[i], i)
+	}
+	steps := 0
+	hook := func() {
+		steps++
+		for _, key := range keys {
+			s.get(key)
+		}
+	}
+	testHookEvictStep.Store(&hook)
+	t.Cleanup(func() { testHookEvictStep.Store(nil) })
+
+	s.add(tokenKey{hi: 100, lo: 100}, 100)
+	if limit := 2*size + 1; steps > limit {
+		t.Errorf("the eviction took %d steps, want at most %d", steps, limit)
+	}
+	if n := s.len(); n != size {
+		t.Errorf("len = %d, want %d", n, size)
+	}
+	if got, ok := s.get(tokenKey{hi: 100, lo: 100}); !ok || *got != 100 {
+		t.Errorf("the new entry was not stored")
+	}
+}
+
 // TestShardedCacheConcurrentLookups runs lookups without a lock against
 // writers that add, evict and remove entries, and checks that a lookup
 // never returns the value of another key. Run with -race, it also checks
