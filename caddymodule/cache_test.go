@@ -564,9 +564,9 @@ func TestShardedCacheComparesWholeKey(t *testing.T) {
 
 // TestShardedCacheTableChurn adds, looks up and removes entries many
 // times the size of the cache, so that tombstones fill the tables and
-// force rebuilds, and checks after each step that every key the test
-// expects to be stored is found with its own value and that removed keys
-// are not. Keys share their low bits so that probe sequences overlap.
+// force rebuilds. After each step it checks that every stored key is found
+// with its own value and that removed keys are not. Keys share their low
+// bits so that probe sequences overlap.
 func TestShardedCacheTableChurn(t *testing.T) {
 	const size = 64 // one shard
 	s, err := newShardedCache[uint64](size)
