@@ -3,22 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
-	"net/http"
-	"os"
+	"io"
 )
-
-// memFields are the fields that runMemstats prints, with the runtime
-// memory statistics they come from.
-var memFields = []struct {
-	name string
-	read func(*memStats) uint64
-}{
-	{"gc_cycles", func(m *memStats) uint64 { return uint64(m.NumGC) }},
-	{"alloc_bytes", func(m *memStats) uint64 { return m.TotalAlloc }},
-	{"allocs", func(m *memStats) uint64 { return m.Mallocs }},
-}
 
 // memStats holds the fields of runtime.MemStats that runMemstats reads.
 type memStats struct {
@@ -27,56 +13,34 @@ type memStats struct {
 	Mallocs    uint64
 }
 
+// memFields are the fields that runMemstats prints.
+var memFields = []string{"gc_cycles", "alloc_bytes", "allocs"}
+
 // runMemstats prints a Caddy process's garbage collection count and the
 // bytes and objects it has allocated, read from the expvar page
 // /debug/vars of its admin endpoint at url, as "gc_cycles=N
 // alloc_bytes=N allocs=N". With -since, it prints the growth since the
 // counts in the file that an earlier call wrote.
 func runMemstats(args []string) error {
-	flags := flag.NewFlagSet("memstats", flag.ContinueOnError)
-	url := flags.String("url", "", "URL of the expvar page /debug/vars")
-	since := flags.String("since", "", "file with the output of an earlier call, to print the growth since")
-	if err := flags.Parse(args); err != nil {
-		return err
-	}
-	if *url == "" {
-		return errors.New("-url is required")
-	}
+	return printCounts("memstats", "URL of the expvar page /debug/vars", args, readMemStats, memFields)
+}
 
-	resp, err := http.Get(*url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", *url, resp.StatusCode)
-	}
+// readMemStats reads the memstats object of an expvar page, as memFields
+// names its counts.
+func readMemStats(r io.Reader) (map[string]float64, error) {
 	var page struct {
 		MemStats *memStats `json:"memstats"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
-		return fmt.Errorf("reading %s: %w", *url, err)
+	if err := json.NewDecoder(r).Decode(&page); err != nil {
+		return nil, err
 	}
 	if page.MemStats == nil {
-		return fmt.Errorf("%s has no memstats", *url)
+		return nil, errors.New("no memstats object")
 	}
-
-	var earlier map[string]float64
-	if *since != "" {
-		text, err := os.ReadFile(*since)
-		if err != nil {
-			return err
-		}
-		if earlier, err = parseFields(string(text)); err != nil {
-			return fmt.Errorf("%s: %w", *since, err)
-		}
-	}
-	for i, f := range memFields {
-		if i > 0 {
-			fmt.Print(" ")
-		}
-		fmt.Printf("%s=%.0f", f.name, float64(f.read(page.MemStats))-earlier[f.name])
-	}
-	fmt.Println()
-	return nil
+	m := page.MemStats
+	return map[string]float64{
+		"gc_cycles":   float64(m.NumGC),
+		"alloc_bytes": float64(m.TotalAlloc),
+		"allocs":      float64(m.Mallocs),
+	}, nil
 }

@@ -163,17 +163,26 @@ func runProbe(args []string) error {
 	}
 }
 
-// cacheOutcomes are the values of the outcome label of the gateway's
-// cache_lookups_total counter, in the order runMetrics prints them.
-var cacheOutcomes = []string{"hit", "miss", "shared", "reject_hit"}
+// cacheFields are the fields that runMetrics prints: "cache_" and a value
+// of the outcome label of the gateway's cache_lookups_total counter.
+var cacheFields = []string{"cache_hit", "cache_miss", "cache_shared", "cache_reject_hit"}
 
 // runMetrics prints the gateway's cache lookup counts, read from the
 // Prometheus page at url, as "cache_hit=N cache_miss=N ...". With -since,
 // it prints the growth since the counts in the file that an earlier call
 // wrote.
 func runMetrics(args []string) error {
-	flags := flag.NewFlagSet("metrics", flag.ContinueOnError)
-	url := flags.String("url", "", "URL of the Prometheus metrics page")
+	return printCounts("metrics", "URL of the Prometheus metrics page", args, readCacheCounts, cacheFields)
+}
+
+// printCounts is a subcommand that prints counts read from a page of a
+// server: it parses the flags -url and -since from args, reads the page at
+// -url with read, and prints the fields in order as "name=N". With -since,
+// it prints the growth since the counts in the file that an earlier call
+// wrote.
+func printCounts(command, urlHelp string, args []string, read func(io.Reader) (map[string]float64, error), fields []string) error {
+	flags := flag.NewFlagSet(command, flag.ContinueOnError)
+	url := flags.String("url", "", urlHelp)
 	since := flags.String("since", "", "file with the output of an earlier call, to print the growth since")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -190,7 +199,7 @@ func runMetrics(args []string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: status %d", *url, resp.StatusCode)
 	}
-	counts, err := readCacheCounts(resp.Body)
+	counts, err := read(resp.Body)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", *url, err)
 	}
@@ -204,21 +213,21 @@ func runMetrics(args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", *since, err)
 		}
-		for _, outcome := range cacheOutcomes {
-			counts[outcome] -= earlier["cache_"+outcome]
+		for _, name := range fields {
+			counts[name] -= earlier[name]
 		}
 	}
 
-	fields := make([]string, len(cacheOutcomes))
-	for i, outcome := range cacheOutcomes {
-		fields[i] = fmt.Sprintf("cache_%s=%.0f", outcome, counts[outcome])
+	printed := make([]string, len(fields))
+	for i, name := range fields {
+		printed[i] = fmt.Sprintf("%s=%.0f", name, counts[name])
 	}
-	fmt.Println(strings.Join(fields, " "))
+	fmt.Println(strings.Join(printed, " "))
 	return nil
 }
 
 // readCacheCounts reads the samples of caddy_usersig_cache_lookups_total
-// from a Prometheus text page, by outcome.
+// from a Prometheus text page, as cacheFields names them.
 func readCacheCounts(r io.Reader) (map[string]float64, error) {
 	const prefix = `caddy_usersig_cache_lookups_total{outcome="`
 	counts := make(map[string]float64)
@@ -237,7 +246,7 @@ func readCacheCounts(r io.Reader) (map[string]float64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid value in sample %q", line)
 		}
-		counts[outcome] = v
+		counts["cache_"+outcome] = v
 	}
 	return counts, sc.Err()
 }
