@@ -182,16 +182,12 @@ func (cr *credentialReader) readQuery(rawQuery string, c *credentials) bool {
 // readEscapedQuery is readQuery for any query. It decodes each name and
 // each value of a credential.
 func (cr *credentialReader) readEscapedQuery(rawQuery string, c *credentials) bool {
-	for start := 0; start < len(rawQuery); {
-		end := len(rawQuery)
+	for start, end := 0, 0; start < len(rawQuery); start = end + 1 {
+		end = len(rawQuery)
 		if i := strings.IndexByte(rawQuery[start:], '&'); i >= 0 {
 			end = start + i
 		}
-		pair := rawQuery[start:end]
-		pairStart := start
-		start = end + 1
-
-		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		rawKey, rawValue, _ := strings.Cut(rawQuery[start:end], "=")
 		// A name that does not decode can still match a configured name
 		// by its raw spelling, as queryKeyIs allows.
 		key, decoded := unescapeQuery(rawKey)
@@ -200,11 +196,8 @@ func (cr *credentialReader) readEscapedQuery(rawQuery string, c *credentials) bo
 				continue
 			}
 			value, ok := unescapeQuery(rawValue)
-			if !ok || !take(c.field(q.credential), value) {
+			if !ok || !c.takeQuery(q.credential, value, rawQuery, start, end) {
 				return false
-			}
-			if q.credential == credUserSig {
-				c.userSigPair.record(rawQuery, pairStart, end)
 			}
 		}
 	}
@@ -217,8 +210,8 @@ func (cr *credentialReader) readEscapedQuery(rawQuery string, c *credentials) bo
 // cutting it at '=' and looking for escapes in each part, and gives the
 // same result as the general loop.
 func (cr *credentialReader) readPlainQuery(rawQuery string, c *credentials) bool {
-	for start := 0; start < len(rawQuery); {
-		end := len(rawQuery)
+	for start, end := 0, 0; start < len(rawQuery); start = end + 1 {
+		end = len(rawQuery)
 		if i := strings.IndexByte(rawQuery[start:], '&'); i >= 0 {
 			end = start + i
 		}
@@ -235,14 +228,23 @@ func (cr *credentialReader) readPlainQuery(rawQuery string, c *credentials) bool
 			if len(pair) > n {
 				value = pair[n+1:]
 			}
-			if !take(c.field(q.credential), value) {
+			if !c.takeQuery(q.credential, value, rawQuery, start, end) {
 				return false
 			}
-			if q.credential == credUserSig {
-				c.userSigPair.record(rawQuery, start, end)
-			}
 		}
-		start = end + 1
+	}
+	return true
+}
+
+// takeQuery stores value, read from the parameter rawQuery[start:end],
+// as the credential, and notes where a UserSig came from. It returns
+// false when the credential already has another value.
+func (c *credentials) takeQuery(credential credential, value, rawQuery string, start, end int) bool {
+	if !take(c.field(credential), value) {
+		return false
+	}
+	if credential == credUserSig {
+		c.userSigPair.record(rawQuery, start, end)
 	}
 	return true
 }
