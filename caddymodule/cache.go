@@ -347,7 +347,6 @@ type cacheShard[V any] struct {
 
 	mu       sync.Mutex
 	used     int              // slots of table that are not nil: entries and tombstones
-	count    int              // entries, the non-nil slots of ring
 	ring     []*cacheEntry[V] // in eviction order, nil where an entry was removed
 	free     []int            // indexes of the nil slots of ring
 	hand     int              // the slot of ring that eviction looks at next
@@ -492,7 +491,7 @@ func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 
 	e.slot = sh.freeSlot(s.tombstone)
 	switch {
-	case sh.count+1 > sh.slots/2 && sh.slots < sh.maxSlots:
+	case sh.entries() > sh.slots/2 && sh.slots < sh.maxSlots:
 		sh.slots *= 2
 		sh.rebuild(s.tombstone)
 		t = sh.table.Load()
@@ -501,7 +500,6 @@ func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 		t = sh.table.Load()
 	}
 	sh.ring[e.slot] = e
-	sh.count++
 	// The eviction above may have left a tombstone on the probe sequence,
 	// so the vacant slot is looked up after it.
 	_, vacant := sh.find(t, key, s.tombstone)
@@ -510,6 +508,13 @@ func (s *shardedCache[V]) add(key tokenKey, value V) *V {
 	}
 	t.slots[vacant].Store(e)
 	return &e.value
+}
+
+// entries returns the number of entries of the shard: the slots of ring
+// that are not in free. While add fills a slot that freeSlot returned, it
+// counts that slot too. It must be called with mu locked.
+func (sh *cacheShard[V]) entries() int {
+	return len(sh.ring) - len(sh.free)
 }
 
 // rebuild publishes a new table of sh.slots slots that holds the entries
@@ -568,7 +573,6 @@ func (sh *cacheShard[V]) freeSlot(tombstone *cacheEntry[V]) int {
 		}
 		sh.unlink(e, tombstone)
 		sh.ring[slot] = nil
-		sh.count--
 		return slot
 	}
 }
@@ -588,7 +592,6 @@ func (s *shardedCache[V]) remove(key tokenKey) {
 	t.slots[found].Store(s.tombstone)
 	sh.ring[e.slot] = nil
 	sh.free = append(sh.free, e.slot)
-	sh.count--
 }
 
 // purge drops every entry.
@@ -599,7 +602,6 @@ func (s *shardedCache[V]) purge() {
 		sh.slots = minSlots
 		sh.table.Store(newSlotTable[V](sh.slots))
 		sh.used = 0
-		sh.count = 0
 		clear(sh.ring)
 		sh.ring = sh.ring[:0]
 		sh.free = sh.free[:0]
@@ -614,7 +616,7 @@ func (s *shardedCache[V]) len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		total += sh.count
+		total += sh.entries()
 		sh.mu.Unlock()
 	}
 	return total
