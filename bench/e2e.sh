@@ -54,7 +54,10 @@
 #   NULL [0]           with 1, the second server is a plain Caddy too,
 #                      without the usersig directive, under the name
 #                      "gateway": the ratios then show how far apart the
-#                      script measures two identical servers
+#                      script measures two identical servers. With vars,
+#                      the second server has a "vars" directive in place
+#                      of usersig, one of Caddy's cheapest handlers: the
+#                      ratios then show what adding any handler costs
 #   CADDY [built]      a Caddy binary with the usersig module to run
 #                      instead of building ./cmd/caddy, such as one built
 #                      from an older commit for a before-and-after run
@@ -77,6 +80,13 @@ null=${NULL:-0}
 profile_seconds=${PROFILE_SECONDS:-5}
 sdkappid=1400000001
 
+case $null in
+0 | 1 | vars) ;;
+*)
+	echo "e2e.sh: NULL must be 0, 1 or vars" >&2
+	exit 1
+	;;
+esac
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "e2e.sh: wrk not found: install it (Debian: apt-get install wrk)" >&2
 	exit 1
@@ -143,9 +153,11 @@ EOF
 usersig_directive="usersig {
 		app $sdkappid {file.$tmp/key}
 	}"
-if [ "$null" = 1 ]; then
-	usersig_directive="# NULL=1: no usersig directive"
-fi
+case $null in
+0) ;;
+1) usersig_directive="# NULL=1: no usersig directive" ;;
+vars) usersig_directive="vars e2e_baseline 1" ;;
+esac
 cat >"$tmp/gateway.caddyfile" <<EOF
 {
 	admin 127.0.0.1:$gateway_admin
