@@ -53,6 +53,10 @@ type verifyCache struct {
 	rejects   *shardedCache[rejection]      // nil when disabled
 	rejectTTL time.Duration
 
+	// admit lets a result be stored only from a token's second request
+	// (see doorkeeper). It is nil when both caches are disabled.
+	admit *doorkeeper
+
 	mu      sync.Mutex
 	flights map[tokenKey]*flight // verifications in progress
 }
@@ -125,6 +129,9 @@ func newVerifyCache(size, rejectSize int, rejectTTL time.Duration) (*verifyCache
 		}
 		c.rejects = rejects
 	}
+	if c.claims != nil || c.rejects != nil {
+		c.admit = newDoorkeeper(max(size, 0) + max(rejectSize, 0))
+	}
 	return c, nil
 }
 
@@ -146,6 +153,13 @@ func (c *verifyCache) verify(v *usersig.Verifier, token string, req *usersig.Req
 	key := c.key(token)
 	if claims, fail, outcome, ok := c.lookup(key, v, req); ok {
 		return claims, fail, outcome
+	}
+	if c.admit == nil || !c.admit.seen(key) {
+		// The first request of a token, or no cache: verify without
+		// storing, and without the bookkeeping that lets concurrent
+		// requests of one token share a verification.
+		claims, fail := c.verifyOnly(v, token, req)
+		return claims, fail, cacheMiss
 	}
 
 	c.mu.Lock()
@@ -265,11 +279,7 @@ func (r *rejection) check(req *usersig.Request) *failure {
 // verifyAndStore verifies token and stores the result under key when it
 // can be reused.
 func (c *verifyCache) verifyAndStore(key tokenKey, v *usersig.Verifier, token string, req *usersig.Request) (*usersig.Claims, *failure) {
-	runHook(&testHookVerify)
-	verifyCalls.Add(1)
-	start := time.Now()
-	claims, err := v.Verify(token, *req)
-	metricVerifyDuration.Observe(time.Since(start).Seconds())
+	claims, err := verifyToken(v, token, req)
 	if err == nil {
 		if c.claims == nil {
 			return &claims, nil
@@ -291,6 +301,25 @@ func (c *verifyCache) verifyAndStore(key tokenKey, v *usersig.Verifier, token st
 		})
 	}
 	return nil, fail
+}
+
+// verifyOnly verifies token without storing the result.
+func (c *verifyCache) verifyOnly(v *usersig.Verifier, token string, req *usersig.Request) (*usersig.Claims, *failure) {
+	claims, err := verifyToken(v, token, req)
+	if err != nil {
+		return nil, failureFromError(err)
+	}
+	return &claims, nil
+}
+
+// verifyToken verifies token, counts the verification and times it.
+func verifyToken(v *usersig.Verifier, token string, req *usersig.Request) (usersig.Claims, error) {
+	runHook(&testHookVerify)
+	verifyCalls.Add(1)
+	start := time.Now()
+	claims, err := v.Verify(token, *req)
+	metricVerifyDuration.Observe(time.Since(start).Seconds())
+	return claims, err
 }
 
 // purge empties the cache. Requests still running may add entries again,

@@ -171,6 +171,18 @@ func (s *testServer) get(path string, query url.Values, header http.Header) resp
 	return s.do(http.MethodGet, target, header)
 }
 
+// cacheToken sends a request with a genuine token twice and checks that
+// both pass, so that the gateway's cache holds the token: the cache
+// stores a token from its second request.
+func (s *testServer) cacheToken(query url.Values) {
+	s.t.Helper()
+	for i := range 2 {
+		if resp := s.get("/", query, nil); resp.status != http.StatusOK {
+			s.t.Fatalf("request %d of a new token: status = %d, want 200 (body %q)", i+1, resp.status, resp.body)
+		}
+	}
+}
+
 func (s *testServer) do(method, target string, header http.Header) response {
 	s.t.Helper()
 	req, err := http.NewRequest(method, target, nil)

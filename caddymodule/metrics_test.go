@@ -89,14 +89,19 @@ func TestMetricsCountRequests(t *testing.T) {
 		query  url.Values
 		status int
 	}{
+		// The cache stores a token from its second request, so each
+		// token's first two requests are misses.
 		{"/", credentialsQuery(testAppID, testUserID, genuine), http.StatusOK},                                    // miss
+		{"/", credentialsQuery(testAppID, testUserID, genuine), http.StatusOK},                                    // miss, stored
 		{"/", credentialsQuery(testAppID, testUserID, genuine), http.StatusOK},                                    // hit
 		{"/", credentialsQuery(testAppID, testUserID, oldKey), http.StatusOK},                                     // miss, key 1
 		{"/", credentialsQuery(testAppID, testUserID, forged), http.StatusUnauthorized},                           // miss
+		{"/", credentialsQuery(testAppID, testUserID, forged), http.StatusUnauthorized},                           // miss, stored
 		{"/", credentialsQuery(testAppID, testUserID, forged), http.StatusUnauthorized},                           // reject_hit
 		{"/", credentialsQuery(testAppID, testUserID, expired), http.StatusUnauthorized},                          // miss
 		{"/", nil, http.StatusUnauthorized},                                                                       // no lookup
 		{"/rooms/a", withRoom(credentialsQuery(testAppID, testUserID, privateMapKey), "2"), http.StatusForbidden}, // miss
+		{"/rooms/a", withRoom(credentialsQuery(testAppID, testUserID, privateMapKey), "1"), http.StatusOK},        // miss, stored
 		{"/rooms/a", withRoom(credentialsQuery(testAppID, testUserID, privateMapKey), "1"), http.StatusOK},        // hit
 		{"/optional/a", nil, http.StatusOK},                                                                       // no lookup
 	}
@@ -108,21 +113,21 @@ func TestMetricsCountRequests(t *testing.T) {
 	text, after := s.scrape()
 
 	want := map[string]float64{
-		`caddy_usersig_requests_total{result="allowed"}`:                       4,
-		`caddy_usersig_requests_total{result="denied"}`:                        5,
+		`caddy_usersig_requests_total{result="allowed"}`:                       6,
+		`caddy_usersig_requests_total{result="denied"}`:                        6,
 		`caddy_usersig_requests_total{result="passed"}`:                        1,
-		`caddy_usersig_denied_total{code="70009",reason="invalid-signature"}`:  2,
+		`caddy_usersig_denied_total{code="70009",reason="invalid-signature"}`:  3,
 		`caddy_usersig_denied_total{code="70001",reason="expired"}`:            1,
 		`caddy_usersig_denied_total{code="70002",reason="missing-usersig"}`:    1,
 		`caddy_usersig_denied_total{code="70003",reason="room-mismatch"}`:      1,
-		`caddy_usersig_cache_lookups_total{outcome="miss"}`:                    5,
+		`caddy_usersig_cache_lookups_total{outcome="miss"}`:                    8,
 		`caddy_usersig_cache_lookups_total{outcome="hit"}`:                     2,
 		`caddy_usersig_cache_lookups_total{outcome="reject_hit"}`:              1,
 		`caddy_usersig_cache_lookups_total{outcome="shared"}`:                  0,
-		`caddy_usersig_key_matches_total{key_index="0",sdkappid="1400000001"}`: 4,
+		`caddy_usersig_key_matches_total{key_index="0",sdkappid="1400000001"}`: 6,
 		`caddy_usersig_key_matches_total{key_index="1",sdkappid="1400000001"}`: 1,
-		`caddy_usersig_verify_duration_seconds_count`:                          5, // one per miss
-		`caddy_usersig_verify_duration_seconds_bucket{le="+Inf"}`:              5,
+		`caddy_usersig_verify_duration_seconds_count`:                          8, // one per miss
+		`caddy_usersig_verify_duration_seconds_bucket{le="+Inf"}`:              8,
 		`caddy_usersig_lockouts_total`:                                         0,
 		`caddy_usersig_revocations_total`:                                      0,
 	}
