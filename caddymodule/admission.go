@@ -5,17 +5,25 @@ import (
 	"sync/atomic"
 )
 
-// Sizes of a doorkeeper, per entry of the caches it guards.
+// Sizes of a doorkeeper.
 const (
-	// doorkeeperBitsPerEntry is the number of filter bits per cache
-	// entry. With two bits set per token and a reset after as many
-	// marks as entries, at most about 12 % of the bits are set. So a
-	// new token passes as seen before at most about once in 70.
+	// doorkeeperBitsPerEntry is the least number of filter bits per
+	// entry of the caches; the total is rounded up to a power of two.
+	// With two bits set per token and at most as many marks as entries,
+	// at most about 12 % of the bits are set. So a new token passes as
+	// seen before at most about once in 70.
 	doorkeeperBitsPerEntry = 16
 
 	// minDoorkeeperBits keeps tiny caches from a filter that fills at
 	// once.
 	minDoorkeeperBits = 1 << 12
+
+	// maxDoorkeeperEntries bounds the filter at 8 MB, which it reaches
+	// for caches of 4,194,304 entries in all. Larger caches get this
+	// filter: a token must then come back within that many new tokens
+	// to be stored. The bound also keeps a reset, which clears the
+	// whole filter within one request, short.
+	maxDoorkeeperEntries = 1 << 22
 )
 
 // doorkeeper remembers which tokens were seen recently, so that the cache
@@ -35,15 +43,16 @@ const (
 // to a concurrent reset; both cost at most one more verification.
 type doorkeeper struct {
 	words []atomic.Uint64
-	shift uint   // 64 - log2(number of bits): lo >> shift is a bit index
-	mask  uint64 // number of bits - 1: hi & mask is a bit index
-	marks atomic.Int64
-	limit int64 // marks between two resets
+	shift uint         // 64 - log2(number of bits): lo >> shift is a bit index
+	mask  uint64       // number of bits - 1: hi & mask is a bit index
+	marks atomic.Int64 // marks since the last reset, the reset's own included
+	limit int64        // the most marks the filter keeps
 }
 
 // newDoorkeeper returns a doorkeeper for caches that hold up to entries
 // entries in all, entries > 0.
 func newDoorkeeper(entries int) *doorkeeper {
+	entries = min(entries, maxDoorkeeperEntries)
 	n := max(entries*doorkeeperBitsPerEntry, minDoorkeeperBits)
 	log := bits.Len(uint(n - 1)) // the number of bits is 1<<log, at least n
 	return &doorkeeper{
@@ -62,12 +71,14 @@ func (d *doorkeeper) seen(key tokenKey) bool {
 	if d.marked(key) {
 		return true
 	}
+	// A mark past the limit clears the filter first, so that the
+	// filter always keeps the latest marks, this one included.
+	if n := d.marks.Add(1); n > d.limit && d.marks.CompareAndSwap(n, 1) {
+		d.reset()
+	}
 	a, b := d.bits(key)
 	d.words[a/64].Or(1 << (a % 64))
 	d.words[b/64].Or(1 << (b % 64))
-	if n := d.marks.Add(1); n >= d.limit && d.marks.CompareAndSwap(n, 0) {
-		d.reset()
-	}
 	return false
 }
 

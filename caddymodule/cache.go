@@ -29,15 +29,16 @@ func runHook(hook *atomic.Pointer[func()]) {
 }
 
 // verifyCache remembers verification results by token, so that a client
-// that sends the same UserSig on every request costs one HMAC per token.
+// that sends the same UserSig on every request costs two HMACs per token:
+// a result is stored from the token's second request (see doorkeeper).
 //
 // Genuine tokens are stored with their claims. A hit is checked again with
 // usersig.Verifier.Check against the request (SDKAppID, UserID, expiry with
 // the clock skew), so it gives the same result as verifying the token again
 // would. Failures that time cannot change (malformed, invalid signature)
 // are stored in a second cache for a short TTL, so a flood of one bad
-// token costs one verification. Concurrent misses for one token wait for a
-// single verification.
+// token costs two verifications. Concurrent misses for one token after its
+// first request wait for a single verification.
 //
 // Both caches are split into shards with a lock each (see shardedCache),
 // so that hits on different tokens do not wait for each other. Entries are
@@ -129,8 +130,17 @@ func newVerifyCache(size, rejectSize int, rejectTTL time.Duration) (*verifyCache
 		}
 		c.rejects = rejects
 	}
-	if c.claims != nil || c.rejects != nil {
-		c.admit = newDoorkeeper(max(size, 0) + max(rejectSize, 0))
+	// Each size counts at most the filter's bound, so the sum does not
+	// overflow.
+	entries := 0
+	if c.claims != nil {
+		entries += min(size, maxDoorkeeperEntries)
+	}
+	if c.rejects != nil {
+		entries += min(rejectSize, maxDoorkeeperEntries)
+	}
+	if entries > 0 {
+		c.admit = newDoorkeeper(entries)
 	}
 	return c, nil
 }
