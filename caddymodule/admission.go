@@ -39,14 +39,14 @@ const (
 //
 // The filter is an array of integers without pointers, which the garbage
 // collector does not scan. It is safe for concurrent use. Two requests
-// racing to mark one token may both find it new, and a mark may be lost
-// to a concurrent reset; both cost at most one more verification.
+// racing to mark one token may both find it new. A mark may also be lost
+// to a concurrent reset. Either costs at most one more verification.
 type doorkeeper struct {
 	words []atomic.Uint64
 	shift uint         // 64 - log2(number of bits): lo >> shift is a bit index
 	mask  uint64       // number of bits - 1: hi & mask is a bit index
 	marks atomic.Int64 // marks since the last reset, the reset's own included
-	limit int64        // the most marks the filter keeps
+	limit int64        // the maximum number of marks the filter keeps
 }
 
 // newDoorkeeper returns a doorkeeper for caches that hold up to entries
