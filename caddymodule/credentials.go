@@ -310,33 +310,6 @@ func readHeadersAndCookies(r *http.Request, sources []source, dst *string) bool 
 	return true
 }
 
-// readValue returns the single non-empty value found in sources, or false
-// when there are two different ones.
-func readValue(r *http.Request, sources []source) (string, bool) {
-	var value string
-	for _, s := range sources {
-		if s.kind != fromQuery {
-			continue
-		}
-		for rest := r.URL.RawQuery; rest != ""; {
-			var pair string
-			pair, rest, _ = strings.Cut(rest, "&")
-			rawKey, rawValue, _ := strings.Cut(pair, "=")
-			if !queryKeyIs(rawKey, s.name) {
-				continue
-			}
-			v, ok := unescapeQuery(rawValue)
-			if !ok || !take(&value, v) {
-				return "", false
-			}
-		}
-	}
-	if !readHeadersAndCookies(r, sources, &value) {
-		return "", false
-	}
-	return value, true
-}
-
 // withoutQueryParam returns prefix + "?" + rawQuery without the
 // parameters named name, keeping the other parameters in their order and
 // spelling, with only one allocation. The "?" is left out when no

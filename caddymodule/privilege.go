@@ -23,7 +23,10 @@ const mapExpirySlack = 5
 // {http.request.uri.path.1}.
 type roomSource struct {
 	template string // set for a template, empty for a source
-	source   source
+
+	// reader reads the source as the UserSig credential, without a
+	// template: one value, and a conflict for two different ones.
+	reader credentialReader
 }
 
 // parseRoomSource parses the value of require_room. A value that contains
@@ -37,14 +40,18 @@ func parseRoomSource(text string) (roomSource, error) {
 	if err != nil {
 		return roomSource{}, fmt.Errorf("%w, or a placeholder such as {http.request.uri.path.1}", err)
 	}
-	return roomSource{source: s}, nil
+	return roomSource{reader: newCredentialReader(nil, nil, []source{s})}, nil
 }
 
 // read returns the room ID of r, "" when r has none, or false when the
 // source contains two different values.
 func (rs roomSource) read(r *http.Request) (string, bool) {
 	if rs.template == "" {
-		return readValue(r, []source{rs.source})
+		var c credentials
+		if rs.reader.read(r, &c) != nil {
+			return "", false
+		}
+		return c.userSig, true
 	}
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {

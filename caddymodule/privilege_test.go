@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -399,5 +400,41 @@ func TestPrivilegeProvider(t *testing.T) {
 	}
 	if resp := s.get("/", url.Values{"room": {"8"}}, nil); resp.status != http.StatusUnauthorized {
 		t.Errorf("no credentials: status = %d, want 401", resp.status)
+	}
+}
+
+func TestRoomSourceRead(t *testing.T) {
+	tests := []struct {
+		source string
+		target string
+		header http.Header
+		want   string
+		ok     bool
+	}{
+		{"query:room", "/?room=12", nil, "12", true},
+		{"query:room", "/?room=%31%32", nil, "12", true},
+		{"query:room", "/?r%6Fom=12", nil, "12", true},
+		{"query:room", "/?room=12&room=12", nil, "12", true},
+		{"query:room", "/?room=12&room=13", nil, "", false},
+		{"query:room", "/?room=%zz", nil, "", false},
+		{"query:room", "/?room=&other=1", nil, "", true},
+		{"query:room", "/?rooms=12", nil, "", true},
+		{"header:X-Room", "/", http.Header{"X-Room": {"7"}}, "7", true},
+		{"header:X-Room", "/", http.Header{"X-Room": {"7", "8"}}, "", false},
+		{"cookie:room", "/", http.Header{"Cookie": {"a=1; room=9"}}, "9", true},
+	}
+	for _, tc := range tests {
+		rs, err := parseRoomSource(tc.source)
+		if err != nil {
+			t.Fatalf("parseRoomSource(%q): %v", tc.source, err)
+		}
+		r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+		for name, values := range tc.header {
+			r.Header[name] = values
+		}
+		got, ok := rs.read(r)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s from %s %v: read = %q, %v; want %q, %v", tc.source, tc.target, tc.header, got, ok, tc.want, tc.ok)
+		}
 	}
 }
