@@ -225,7 +225,7 @@ func TestLoadErrors(t *testing.T) {
 		{"SDKAppID out of range", `{"apps":[{"sdkappid":4294967296,"keys":["a"]}]}`, "apps: SDKAppID 4294967296 out of range", ""},
 		{"SDKAppID zero", `{"apps":[{"keys":["a"]}]}`, "apps: SDKAppID 0 out of range", ""},
 		{"key placeholder empty", `{"apps":[{"sdkappid":1400000001,"keys":["{env.USERSIG_EMPTY_KEY}"]}]}`, "app 1400000001: secret key 1: replacing placeholders", ""},
-		{"key file missing", `{"apps":[{"sdkappid":1400000001,"keys":["{file./nonexistent/usersig.key}"]}]}`, "app 1400000001: secret key 1: replacing placeholders", ""},
+		{"key file missing", `{"apps":[{"sdkappid":1400000001,"keys":["{file./nonexistent/usersig.key}"]}]}`, "app 1400000001: secret key 1: replacing placeholders: evaluated placeholder {file./nonexistent/usersig.key} is empty (a missing or unreadable {file.*}", ""},
 		{"unknown field", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"cache_ttl":"5m"}`, `unknown field "cache_ttl"`, ""},
 		{"bad source", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"usersig_from":["form:sig"]}`, `usersig_from: invalid source "form:sig"`, ""},
 		{"token type", `{"apps":[{"sdkappid":1400000001,"keys":["a"]}],"token_type":"jwt"}`, `token_type: unknown value "jwt"`, ""},

@@ -347,7 +347,7 @@ func (g *Gateway) provisionVerifiers() error {
 			// (LF or CRLF) of the file itself (replacer.go in v2.11.9).
 			key, err := repl.ReplaceOrErr(raw, true, true)
 			if err != nil {
-				return fmt.Errorf("app %d: secret key %d: replacing placeholders: %w", app.SDKAppID, i+1, err)
+				return fmt.Errorf("app %d: secret key %d: replacing placeholders: %w (a missing or unreadable {file.*} and an unset {env.*} are empty)", app.SDKAppID, i+1, err)
 			}
 			if key == "" {
 				return fmt.Errorf("app %d: secret key %d is empty", app.SDKAppID, i+1)
