@@ -50,8 +50,9 @@ func ratioRange(sorted []float64) string {
 // gateway's requests per second over plain Caddy's, and plain Caddy's CPU
 // time per request over the gateway's. The second is the throughput ratio
 // of two servers that each have a core to themselves. Counts are summed over the
-// rounds. Wraps of the token list matter only for the gateway in the
-// fresh scenario, where a wrap means that a token was sent twice.
+// rounds. Wraps of the token list are reported for the gateway in the
+// fresh scenario, where a wrap means that tokens were sent again, which
+// the gateway no longer remembers unless it shows a cache hit.
 func runReport(args []string) error {
 	if len(args) != 1 {
 		return errors.New("expected one argument, the results file")
