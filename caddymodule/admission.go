@@ -32,10 +32,12 @@ const (
 // tokenKey, and is cleared after as many new tokens as the caches hold.
 //
 // A client sends the same UserSig on request after request, so a genuine
-// token costs one more verification, once. Tokens sent only once are then
-// never stored, such as random ones from a scanner or tokens that a
-// client issues for each request. They push no other client's token out
-// of the cache, and cost no entry for the garbage collector to scan.
+// token costs one more verification each time it enters the cache.
+// Tokens sent only once are then stored only when the filter takes them
+// for ones seen before (see doorkeeperBitsPerEntry), such as random ones
+// from a scanner or tokens that a client issues for each request. They
+// push no other client's token out of the cache, and cost no entry for
+// the garbage collector to scan.
 //
 // The filter is an array of integers without pointers, which the garbage
 // collector does not scan. It is safe for concurrent use. Two requests
