@@ -29,8 +29,9 @@ func runHook(hook *atomic.Pointer[func()]) {
 }
 
 // verifyCache remembers verification results by token, so that a client
-// that sends the same UserSig on every request costs two HMACs per token:
-// a result is stored from the token's second request (see doorkeeper).
+// that sends the same UserSig on every request costs two HMACs each time
+// its token enters the cache: a result is stored from the token's second
+// request (see doorkeeper).
 //
 // Genuine tokens are stored with their claims. A hit is checked again with
 // usersig.Verifier.Check against the request (SDKAppID, UserID, expiry with

@@ -177,24 +177,41 @@ func TestCacheRepeatedBadTokenVerifiesTwice(t *testing.T) {
 	}
 }
 
-func TestCacheDisabled(t *testing.T) {
-	s := startCaddy(t, fmt.Sprintf(`
+// TestCacheSizesVerifications counts the verifications of one genuine
+// token sent several times, through Caddy, for small cache sizes.
+func TestCacheSizesVerifications(t *testing.T) {
+	tests := []struct {
+		name          string
+		cacheSize     int
+		requests      int
+		verifications int64
+	}{
+		// Without a cache, every request verifies.
+		{"disabled", 0, 3, 3},
+		// A cache of one entry stores the token from its second request.
+		{"one entry", 1, 5, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startCaddy(t, fmt.Sprintf(`
 	usersig {
 		app %d %s
-		cache_size 0
+		cache_size %d
 		negative_cache_size 0
 	}
-	reverse_proxy {backend}`, testAppID, testKey))
-	token := issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID})
+	reverse_proxy {backend}`, testAppID, testKey, tc.cacheSize))
+			query := credentialsQuery(testAppID, testUserID, issue(t, testKey, usersig.Params{SDKAppID: testAppID, UserID: testUserID}))
 
-	before := verifyCalls.Load()
-	for range 3 {
-		if resp := s.get("/", credentialsQuery(testAppID, testUserID, token), nil); resp.status != http.StatusOK {
-			t.Fatalf("status = %d, want 200 (body %q)", resp.status, resp.body)
-		}
-	}
-	if calls := verifyCalls.Load() - before; calls != 3 {
-		t.Errorf("3 requests without a cache made %d verifications, want 3", calls)
+			before := verifyCalls.Load()
+			for range tc.requests {
+				if resp := s.get("/", query, nil); resp.status != http.StatusOK {
+					t.Fatalf("status = %d, want 200 (body %q)", resp.status, resp.body)
+				}
+			}
+			if calls := verifyCalls.Load() - before; calls != tc.verifications {
+				t.Errorf("%d requests made %d verifications, want %d", tc.requests, calls, tc.verifications)
+			}
+		})
 	}
 }
 

@@ -109,7 +109,7 @@ func (hb *handlerBench) request(uri string, w http.ResponseWriter) *http.Request
 //   - hit: every token is in the cache (1,024 tokens, stored before the loop);
 //   - fresh: every token is new to the cache. The 65,536 tokens are 6.5
 //     times the default cache size, so each comes back after the cache's
-//     doorkeeper forgot it, and is verified without being stored; the
+//     doorkeeper forgot it, and is verified without being stored. The
 //     hits/op metric shows how many were cached anyway;
 //   - rejected: a request without a UserSig, which gets 401.
 func BenchmarkHandler(b *testing.B) {
