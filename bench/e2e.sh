@@ -10,9 +10,9 @@
 #          remember, so each one costs a full verification. wrk sends a
 #          list of 60,000 tokens in turn, starting over at its end. A
 #          token comes back after 60,000 other tokens, long after the
-#          cache (10,000 entries) and its doorkeeper (which forgets after
-#          11,000 new tokens) dropped it, so it is new to the gateway
-#          again. The few tokens that the doorkeeper takes for ones seen
+#          cache (10,000 entries) and its doorkeeper (which clears its
+#          marks after 11,000 new tokens) dropped it, so it is new to
+#          the gateway again. The few tokens that the doorkeeper takes for ones seen
 #          before are stored, and show as cache hits in the report. A
 #          longer list slows wrk down: with 600,000 tokens, plain Caddy's
 #          core was about 5 % idle and its p99 latency 144 ms.

@@ -273,11 +273,11 @@ func TestCacheMaxIntSizeStoresToken(t *testing.T) {
 	}
 }
 
-// TestCacheConcurrentAnswersMatchVerify sends genuine, forged, malformed
+// TestCacheConcurrentResultsMatchVerify sends genuine, forged, malformed
 // and mismatched requests from several goroutines through a small cache,
-// whose doorkeeper resets often, and compares each answer with that of
+// whose doorkeeper resets often, and compares each result with that of
 // Verify on its own.
-func TestCacheConcurrentAnswersMatchVerify(t *testing.T) {
+func TestCacheConcurrentResultsMatchVerify(t *testing.T) {
 	f := newCacheFixture(t, 24)
 	forged, err := usersig.Issue("0000000000000000000000000000000000000000000000000000000000000000",
 		usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID, Expire: testLifetime})

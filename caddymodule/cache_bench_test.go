@@ -128,7 +128,7 @@ func BenchmarkCacheHitParallel(b *testing.B) {
 
 // BenchmarkCacheMiss measures a lookup that misses, verifies the token and
 // stores it, pushing out an older entry: a later request of a token that
-// the doorkeeper still knows. The tokens are four times as many as the
+// the doorkeeper has still marked. The tokens are four times as many as the
 // cache holds and come in a fixed cycle, so none is still stored when it
 // comes again.
 func BenchmarkCacheMiss(b *testing.B) {
