@@ -221,7 +221,10 @@ func (cr *credentialReader) readPlainQuery(rawQuery string, c *credentials) bool
 			n := len(q.name)
 			// A parameter "name" without '=' has the empty value, which
 			// counts as absent but is still removed with the UserSig.
-			if q.hasEquals || len(pair) < n || pair[:n] != q.name || (len(pair) > n && pair[n] != '=') {
+			// The byte after the name is checked first: it is '=' in few
+			// parameters whose name has another length, so the names of
+			// those are rarely compared.
+			if q.hasEquals || len(pair) < n || (len(pair) > n && pair[n] != '=') || pair[:n] != q.name {
 				continue
 			}
 			value := ""

@@ -346,6 +346,8 @@ func TestReadPlainQueryMatchesEscaped(t *testing.T) {
 		"a=b",
 		"sdkappid=1=2&usersig==t",
 		"=t&=&usersig=t;x",
+		"id=abcd=x&usersig=t",
+		"sdk=12345=6&sdkappid=1",
 	} {
 		checkQueryReadersAgree(t, rawQuery)
 	}
@@ -361,4 +363,26 @@ func FuzzReadPlainQuery(f *testing.F) {
 		rawQuery = strings.NewReplacer("%", "", "+", "").Replace(rawQuery)
 		checkQueryReadersAgree(t, rawQuery)
 	})
+}
+
+// BenchmarkReadQuery reads the credentials with the default sources from
+// a query shaped as Tencent's REST API sends it, without escapes.
+func BenchmarkReadQuery(b *testing.B) {
+	parse := func(texts []string) []source {
+		sources, err := parseSources("bench", texts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return sources
+	}
+	cr := newCredentialReader(parse(defaultSDKAppIDFrom), parse(defaultUserIDFrom), parse(defaultUserSigFrom))
+	rawQuery := "sdkappid=1400000001&identifier=user1&usersig=" + strings.Repeat("eAEArABT-3siVExTLnZl", 10) +
+		"&random=99999999&contenttype=json"
+	b.ReportAllocs()
+	for b.Loop() {
+		var c credentials
+		if !cr.readQuery(rawQuery, &c) || c.userSig == "" || c.userID != "user1" {
+			b.Fatalf("read %+v", c)
+		}
+	}
 }
