@@ -63,7 +63,13 @@
 #                      script measures two identical servers. With vars,
 #                      the second server has a "vars" directive in place
 #                      of usersig, one of Caddy's cheapest handlers: the
-#                      ratios then show what adding any handler costs
+#                      ratios then show what adding any handler costs.
+#                      With spin, the second server has a "spin SPIN"
+#                      directive in place of usersig (cmd/spincaddy),
+#                      which only burns SPIN nanoseconds of CPU time per
+#                      request: the ratios then show what a handler that
+#                      costs only that CPU time does on this machine
+#   SPIN [900]         nanoseconds per request for NULL=spin
 #   CADDY [built]      a Caddy binary with the usersig module to run
 #                      instead of building ./cmd/caddy, such as one built
 #                      from an older commit for a before-and-after run
@@ -83,13 +89,20 @@ out=${OUT:-e2e/results/e2e.txt}
 profile=${PROFILE:-0}
 pin=${PIN:-1}
 null=${NULL:-0}
+spin=${SPIN:-900}
 profile_seconds=${PROFILE_SECONDS:-5}
 sdkappid=1400000001
 
 case $null in
-0 | 1 | vars) ;;
+0 | 1 | vars | spin) ;;
 *)
-	echo "e2e.sh: NULL must be 0, 1 or vars" >&2
+	echo "e2e.sh: NULL must be 0, 1, vars or spin" >&2
+	exit 1
+	;;
+esac
+case $spin in
+'' | *[!0-9]*)
+	echo "e2e.sh: SPIN must be a whole number of nanoseconds" >&2
 	exit 1
 	;;
 esac
@@ -129,6 +142,9 @@ trap 'exit 130' INT TERM
 
 if [ -n "${CADDY:-}" ]; then
 	cp "$CADDY" "$tmp/caddy"
+elif [ "$null" = spin ]; then
+	echo "building caddy with the spin handler" >&2
+	go build -o "$tmp/caddy" ./cmd/spincaddy
 else
 	echo "building caddy" >&2
 	(cd .. && go build -o "$tmp/caddy" ./cmd/caddy)
@@ -163,6 +179,7 @@ case $null in
 0) ;;
 1) usersig_directive="# NULL=1: no usersig directive" ;;
 vars) usersig_directive="vars e2e_baseline 1" ;;
+spin) usersig_directive="spin $spin" ;;
 esac
 cat >"$tmp/gateway.caddyfile" <<EOF
 {
@@ -276,7 +293,7 @@ fi
 {
 	echo "# bench/e2e.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# $(go version), $(nproc) cores, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null caddy=${CADDY:-built from the working tree}"
+	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null$( [ "$null" = spin ] && echo " spin=${spin}ns" ) caddy=${CADDY:-built from the working tree}"
 } >"$out"
 
 round=1

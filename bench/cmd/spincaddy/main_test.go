@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+// adapt turns a Caddyfile into Caddy's JSON config.
+func adapt(t *testing.T, caddyfile string) (string, error) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	return string(cfg), err
+}
+
+func TestSpinDirective(t *testing.T) {
+	cfg, err := adapt(t, ":8080 {\n\trespond ok\n\tspin 900\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The directive order puts spin before respond whatever the order in
+	// the site block.
+	spin := strings.Index(cfg, `"handler":"spin"`)
+	respond := strings.Index(cfg, `"handler":"static_response"`)
+	if spin < 0 || respond < 0 || spin > respond {
+		t.Fatalf("want spin before respond in %s", cfg)
+	}
+	if !strings.Contains(cfg, `"nanoseconds":900`) {
+		t.Fatalf("want nanoseconds 900 in %s", cfg)
+	}
+	var parsed map[string]any
+	if err := json.Unmarshal([]byte(cfg), &parsed); err != nil {
+		t.Fatalf("the adapted config is not JSON: %v", err)
+	}
+}
+
+func TestSpinDirectiveErrors(t *testing.T) {
+	for _, args := range []string{"", "x", "-1", "1.5", "900 900"} {
+		if cfg, err := adapt(t, ":8080 {\n\tspin "+args+"\n}\n"); err == nil {
+			t.Errorf("spin %q: got config %s, want an error", args, cfg)
+		}
+	}
+}
+
+func TestSpinCallsNext(t *testing.T) {
+	for _, ns := range []int64{0, 1000} {
+		called := false
+		next := handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			called = true
+			w.WriteHeader(http.StatusTeapot)
+			return nil
+		})
+		w := httptest.NewRecorder()
+		s := &Spin{Nanoseconds: ns}
+		if err := s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil), next); err != nil {
+			t.Fatal(err)
+		}
+		if !called || w.Code != http.StatusTeapot {
+			t.Errorf("spin %d ns: next called %v, status %d", ns, called, w.Code)
+		}
+	}
+}
+
+type handlerFunc func(http.ResponseWriter, *http.Request) error
+
+func (f handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
