@@ -64,15 +64,17 @@
 #                      the second server has a "vars" directive in place
 #                      of usersig, one of Caddy's cheapest handlers: the
 #                      ratios then show what adding any handler costs.
-#                      With spin, the second server has a "spin SPIN"
-#                      directive in place of usersig (cmd/spincaddy),
-#                      which only burns SPIN nanoseconds of CPU time per
-#                      request: the ratios then show what a handler that
-#                      costs only that CPU time does on this machine
+#                      With spin, both servers run cmd/spincaddy and the
+#                      second has a "spin SPIN" directive in place of
+#                      usersig, a busy loop of SPIN nanoseconds a request
+#                      on the wall clock: the ratios then show what a
+#                      handler that costs only CPU time does on this
+#                      machine
 #   SPIN [900]         nanoseconds per request for NULL=spin
 #   CADDY [built]      a Caddy binary with the usersig module to run
 #                      instead of building ./cmd/caddy, such as one built
-#                      from an older commit for a before-and-after run
+#                      from an older commit for a before-and-after run;
+#                      with NULL=spin it must be a cmd/spincaddy build
 #
 # Needs Go and wrk (Debian: apt-get install wrk). Every process it starts
 # is stopped when it exits, also on Ctrl-C.
@@ -89,7 +91,7 @@ out=${OUT:-e2e/results/e2e.txt}
 profile=${PROFILE:-0}
 pin=${PIN:-1}
 null=${NULL:-0}
-spin=${SPIN:-900}
+spin=${SPIN-900}
 profile_seconds=${PROFILE_SECONDS:-5}
 sdkappid=1400000001
 

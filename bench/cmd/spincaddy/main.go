@@ -1,12 +1,17 @@
 // Command spincaddy is Caddy with its standard modules, the UserSig
 // gateway and one more handler, spin, for bench/e2e.sh's calibration runs
-// (NULL=spin). The spin directive burns a fixed amount of CPU time on each
+// (NULL=spin). The spin directive runs a busy loop for a fixed time on each
 // request and passes it on:
 //
-//	spin 900   # nanoseconds of CPU time per request
+//	spin 900   # nanoseconds per request
 //
-// It allocates nothing and touches no memory, so a run with it shows what
-// a handler that only costs CPU time does to requests per second on this
+// The loop stops on the wall clock, so it costs that much CPU time only
+// while its thread keeps the core, as it does when e2e.sh pins the server.
+// It also takes longer than asked, by its two clock reads and up to one
+// pass of the loop: BenchmarkSpin timed spin 400 at about 470 ns a call
+// on machine B in BENCHMARKS.md. It allocates
+// nothing and touches only one shared word, so a run with it shows what a
+// handler that only costs CPU time does to requests per second on this
 // machine. Comparing the gateway with such handlers tells how much of the
 // gateway's cost is its own CPU time and how much comes from what it does
 // to the rest of the process.
@@ -75,10 +80,13 @@ func parseSpin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	}
 	n, err := strconv.ParseInt(h.Val(), 10, 64)
 	if err != nil || n < 0 {
-		return nil, h.Errf("spin: %q is not a number of nanoseconds", h.Val())
+		return nil, h.Errf("invalid number of nanoseconds %q: want a whole number, 0 or more", h.Val())
 	}
 	if h.NextArg() {
 		return nil, h.ArgErr()
+	}
+	if h.NextBlock(0) {
+		return nil, h.Err("unexpected block: spin takes only a number of nanoseconds")
 	}
 	return &Spin{Nanoseconds: n}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,7 +40,7 @@ func TestSpinDirective(t *testing.T) {
 }
 
 func TestSpinDirectiveErrors(t *testing.T) {
-	for _, args := range []string{"", "x", "-1", "1.5", "900 900"} {
+	for _, args := range []string{"", "x", "-1", "1.5", "900 900", "99999999999999999999", "900 {\n\t\tbogus\n\t}"} {
 		if cfg, err := adapt(t, ":8080 {\n\tspin "+args+"\n}\n"); err == nil {
 			t.Errorf("spin %q: got config %s, want an error", args, cfg)
 		}
@@ -68,3 +69,21 @@ func TestSpinCallsNext(t *testing.T) {
 type handlerFunc func(http.ResponseWriter, *http.Request) error
 
 func (f handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
+
+// BenchmarkSpin times the handler in process. Its loop stops at the first
+// clock read past its time, so a call takes somewhat longer than asked.
+func BenchmarkSpin(b *testing.B) {
+	next := handlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	for _, ns := range []int64{400, 900, 1800} {
+		b.Run(strconv.FormatInt(ns, 10), func(b *testing.B) {
+			s := &Spin{Nanoseconds: ns}
+			for b.Loop() {
+				if err := s.ServeHTTP(w, r, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
