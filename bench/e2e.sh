@@ -71,6 +71,9 @@
 #                      handler that costs only CPU time does on this
 #                      machine
 #   SPIN [900]         nanoseconds per request for NULL=spin
+#   SPIN_ALLOCATIONS [0]
+#                      objects of 48 bytes that spin allocates per
+#                      request, for NULL=spin
 #   CADDY [built]      a Caddy binary with the usersig module to run
 #                      instead of building ./cmd/caddy, such as one built
 #                      from an older commit for a before-and-after run;
@@ -92,6 +95,7 @@ profile=${PROFILE:-0}
 pin=${PIN:-1}
 null=${NULL:-0}
 spin=${SPIN-900}
+spin_allocations=${SPIN_ALLOCATIONS-0}
 profile_seconds=${PROFILE_SECONDS:-5}
 sdkappid=1400000001
 
@@ -105,6 +109,12 @@ esac
 case $spin in
 '' | *[!0-9]*)
 	echo "e2e.sh: SPIN must be a whole number of nanoseconds" >&2
+	exit 1
+	;;
+esac
+case $spin_allocations in
+'' | *[!0-9]*)
+	echo "e2e.sh: SPIN_ALLOCATIONS must be a whole number" >&2
 	exit 1
 	;;
 esac
@@ -181,7 +191,7 @@ case $null in
 0) ;;
 1) usersig_directive="# NULL=1: no usersig directive" ;;
 vars) usersig_directive="vars e2e_baseline 1" ;;
-spin) usersig_directive="spin $spin" ;;
+spin) usersig_directive="spin $spin $spin_allocations" ;;
 esac
 cat >"$tmp/gateway.caddyfile" <<EOF
 {
@@ -295,7 +305,7 @@ fi
 {
 	echo "# bench/e2e.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# $(go version), $(nproc) cores, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null$( [ "$null" = spin ] && echo " spin=${spin}ns" ) caddy=${CADDY:-built from the working tree}"
+	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null$( [ "$null" = spin ] && echo " spin=${spin}ns spin_allocations=$spin_allocations" ) caddy=${CADDY:-built from the working tree}"
 } >"$out"
 
 round=1

@@ -3,16 +3,18 @@
 // (NULL=spin). The spin directive runs a busy loop for a fixed time on each
 // request and passes it on:
 //
-//	spin 900   # nanoseconds per request
+//	spin 900     # nanoseconds per request
+//	spin 900 3   # and 3 objects of 48 bytes allocated per request
 //
 // The loop stops on the wall clock, so it costs that much CPU time only
 // while its thread keeps the core, as it does when e2e.sh pins the server.
 // It also takes longer than asked, by its two clock reads and up to one
 // pass of the loop: BenchmarkSpin timed spin 400 at about 470 ns a call
-// on machine B in BENCHMARKS.md. It allocates
-// nothing and touches only one shared word, so a run with it shows what a
-// handler that only costs CPU time does to requests per second on this
-// machine. Comparing the gateway with such handlers tells how much of the
+// on machine B in BENCHMARKS.md. Without the second argument it
+// allocates nothing and touches only one shared word, so a run with it
+// shows what a handler that only costs CPU time does to requests per
+// second on this machine. The second argument adds the garbage that a
+// handler's allocations leave, to measure what they cost as well. Comparing the gateway with such handlers tells how much of the
 // gateway's cost is its own CPU time and how much comes from what it does
 // to the rest of the process.
 package main
@@ -44,7 +46,23 @@ func init() {
 type Spin struct {
 	// Nanoseconds is the time to spend on each request.
 	Nanoseconds int64 `json:"nanoseconds,omitempty"`
+
+	// Allocations is the number of garbage objects to allocate on each
+	// request. Each is 48 bytes with a pointer, and each request's
+	// objects stay reachable until the next request replaces them.
+	Allocations int `json:"allocations,omitempty"`
 }
+
+// garbage is one object of Spin's allocations: 48 bytes, with a pointer
+// so that the garbage collector scans it as it scans a handler's objects.
+type garbage struct {
+	next *garbage
+	_    [5]uint64
+}
+
+// lastGarbage keeps the objects of the latest request reachable, so that
+// the compiler cannot put them on the stack.
+var lastGarbage atomic.Pointer[garbage]
 
 // CaddyModule returns the Caddy module information.
 func (Spin) CaddyModule() caddy.ModuleInfo {
@@ -70,6 +88,13 @@ func (s *Spin) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		}
 		spinState.Store(x)
 	}
+	if s.Allocations > 0 {
+		var g *garbage
+		for range s.Allocations {
+			g = &garbage{next: g}
+		}
+		lastGarbage.Store(g)
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -82,13 +107,21 @@ func parseSpin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	if err != nil || n < 0 {
 		return nil, h.Errf("invalid number of nanoseconds %q: want a whole number, 0 or more", h.Val())
 	}
+	spin := &Spin{Nanoseconds: n}
+	if h.NextArg() {
+		a, err := strconv.Atoi(h.Val())
+		if err != nil || a < 0 {
+			return nil, h.Errf("invalid number of allocations %q: want a whole number, 0 or more", h.Val())
+		}
+		spin.Allocations = a
+	}
 	if h.NextArg() {
 		return nil, h.ArgErr()
 	}
 	if h.NextBlock(0) {
-		return nil, h.Err("unexpected block: spin takes only a number of nanoseconds")
+		return nil, h.Err("unexpected block: spin takes a number of nanoseconds and, optionally, of allocations")
 	}
-	return &Spin{Nanoseconds: n}, nil
+	return spin, nil
 }
 
 var _ caddyhttp.MiddlewareHandler = (*Spin)(nil)

@@ -40,10 +40,35 @@ func TestSpinDirective(t *testing.T) {
 }
 
 func TestSpinDirectiveErrors(t *testing.T) {
-	for _, args := range []string{"", "x", "-1", "1.5", "900 900", "99999999999999999999", "900 {\n\t\tbogus\n\t}"} {
+	for _, args := range []string{"", "x", "-1", "1.5", "900 x", "900 -1", "900 3 3", "99999999999999999999", "900 {\n\t\tbogus\n\t}"} {
 		if cfg, err := adapt(t, ":8080 {\n\tspin "+args+"\n}\n"); err == nil {
 			t.Errorf("spin %q: got config %s, want an error", args, cfg)
 		}
+	}
+}
+
+func TestSpinDirectiveAllocations(t *testing.T) {
+	cfg, err := adapt(t, ":8080 {\n\tspin 900 3\n\trespond ok\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cfg, `"allocations":3`) {
+		t.Fatalf("want allocations 3 in %s", cfg)
+	}
+}
+
+func TestSpinAllocates(t *testing.T) {
+	next := handlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	s := &Spin{Allocations: 3}
+	if err := s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), next); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for g := lastGarbage.Load(); g != nil; g = g.next {
+		n++
+	}
+	if n != 3 {
+		t.Errorf("the request left %d objects, want 3", n)
 	}
 }
 
