@@ -244,11 +244,24 @@ func sum(rounds map[int]run, name string) float64 {
 	return total
 }
 
+// sumIf formats the sum of a field over the rounds, or "" when ok is
+// false or no run has the field, such as the gateway's cache counts in a
+// run with NULL set, where the second server has no usersig handler.
 func sumIf(ok bool, rounds map[int]run, name string) string {
-	if !ok {
+	if !ok || !hasField(rounds, name) {
 		return ""
 	}
 	return fmt.Sprintf("%.0f", sum(rounds, name))
+}
+
+// hasField reports whether a run of rounds has the field name.
+func hasField(rounds map[int]run, name string) bool {
+	for _, r := range rounds {
+		if _, ok := r.fields[name]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // median returns the median of sorted, or 0 when it is empty.
