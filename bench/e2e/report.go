@@ -245,8 +245,8 @@ func sum(rounds map[int]run, name string) float64 {
 }
 
 // sumIf formats the sum of a field over the rounds, or "" when ok is
-// false or no run has the field, such as the gateway's cache counts in a
-// run with NULL set, where the second server has no usersig handler.
+// false or no run has the field. With NULL set, for example, the second
+// server has no usersig handler and its runs have no cache counts.
 func sumIf(ok bool, rounds map[int]run, name string) string {
 	if !ok || !hasField(rounds, name) {
 		return ""
