@@ -14,7 +14,8 @@
 // allocates nothing and touches only one shared word, so a run with it
 // shows what a handler that only costs CPU time does to requests per
 // second on this machine. The second argument adds the garbage that a
-// handler's allocations leave, to measure what they cost as well. Comparing the gateway with such handlers tells how much of the
+// handler's allocations leave, to measure what they cost as well.
+// Comparing the gateway with such handlers shows how much of the
 // gateway's cost is its own CPU time and how much comes from what it does
 // to the rest of the process.
 package main
