@@ -229,17 +229,12 @@ func TestShardedCacheWritersAndPurge(t *testing.T) {
 			})
 		}
 		wg.Go(func() {
-			for i := uint64(0); ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			i := uint64(0)
+			lookUpUntil(stop, s, key, func() uint64 {
 				n := (i * 31) % 1000
-				if v, ok := s.get(key(n)); ok && *v != n {
-					wrong.Add(1)
-				}
-			}
+				i++
+				return n
+			}, &wrong)
 		})
 		time.Sleep(300 * time.Millisecond)
 		close(stop)

@@ -741,17 +741,7 @@ func TestShardedCacheConcurrentLookups(t *testing.T) {
 	for r := range 2 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(r), 6))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				n := uint64(rng.IntN(1024))
-				if v, ok := s.get(key(n)); ok && *v != n {
-					wrong.Add(1)
-				}
-			}
+			lookUpUntil(stop, s, key, func() uint64 { return uint64(rng.IntN(1024)) }, &wrong)
 		})
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -762,6 +752,22 @@ func TestShardedCacheConcurrentLookups(t *testing.T) {
 	}
 	if n := s.len(); n > 256 {
 		t.Errorf("len = %d, want at most 256", n)
+	}
+}
+
+// lookUpUntil looks up the keys that next returns until stop is closed,
+// and counts in wrong the lookups that return the value of another key.
+func lookUpUntil(stop <-chan struct{}, s *shardedCache[uint64], key func(uint64) tokenKey, next func() uint64, wrong *atomic.Int64) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		n := next()
+		if v, ok := s.get(key(n)); ok && *v != n {
+			wrong.Add(1)
+		}
 	}
 }
 
