@@ -145,11 +145,7 @@ func TestCacheStoresFromSecondRequest(t *testing.T) {
 func TestCacheStoresFailureFromSecondRequest(t *testing.T) {
 	f := newCacheFixture(t, 1)
 	c := newDefaultCache(t)
-	forged, err := usersig.Issue("0000000000000000000000000000000000000000000000000000000000000000",
-		usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID, Expire: testLifetime})
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := issue(t, "0000000000000000000000000000000000000000000000000000000000000000", usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID})
 	for i, want := range []struct {
 		outcome cacheOutcome
 		entries int
@@ -279,11 +275,7 @@ func TestCacheMaxIntSizeStoresToken(t *testing.T) {
 // Verify on its own.
 func TestCacheConcurrentResultsMatchVerify(t *testing.T) {
 	f := newCacheFixture(t, 24)
-	forged, err := usersig.Issue("0000000000000000000000000000000000000000000000000000000000000000",
-		usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID, Expire: testLifetime})
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := issue(t, "0000000000000000000000000000000000000000000000000000000000000000", usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID})
 	tokens := append(append([]string{}, f.tokens...), forged, "not-a-token", f.tokens[0][:20])
 	for _, size := range [][2]int{{4, 2}, {8, 0}, {0, 4}, {1, 1}} {
 		c, err := newVerifyCache(size[0], size[1], defaultNegativeCacheTTL)

@@ -206,11 +206,7 @@ func BenchmarkVerifyUncached(b *testing.B) {
 // signature that the negative cache holds.
 func BenchmarkCacheRejectHit(b *testing.B) {
 	f := newCacheFixture(b, 1)
-	forged, err := usersig.Issue("0000000000000000000000000000000000000000000000000000000000000000",
-		usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID, Expire: testLifetime})
-	if err != nil {
-		b.Fatal(err)
-	}
+	forged := issue(b, "0000000000000000000000000000000000000000000000000000000000000000", usersig.Params{SDKAppID: testAppID, UserID: f.requests[0].UserID})
 	c := newDefaultCache(b)
 	// The second request of a token stores its failure.
 	for range 2 {

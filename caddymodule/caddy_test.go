@@ -251,7 +251,7 @@ func expectRejection(t *testing.T, resp response, status, code int) tencentError
 }
 
 // issue returns a UserSig signed with key.
-func issue(t *testing.T, key string, p usersig.Params) string {
+func issue(t testing.TB, key string, p usersig.Params) string {
 	t.Helper()
 	if p.Expire == 0 {
 		p.Expire = testLifetime
