@@ -343,11 +343,9 @@ func (g *Gateway) provisionVerifiers() error {
 
 		keys := make([]string, len(app.Keys))
 		for i, raw := range app.Keys {
-			// Caddy's {file.*} placeholder drops one trailing newline
-			// (LF or CRLF) of the file itself (replacer.go in v2.11.9).
-			key, err := repl.ReplaceOrErr(raw, true, true)
+			key, err := replaceKeyPlaceholders(repl, raw)
 			if err != nil {
-				return fmt.Errorf("app %d: secret key %d: replacing placeholders: %w (a missing or unreadable {file.*} and an unset {env.*} are empty)", app.SDKAppID, i+1, err)
+				return fmt.Errorf("app %d: secret key %d: %w", app.SDKAppID, i+1, err)
 			}
 			if key == "" {
 				return fmt.Errorf("app %d: secret key %d is empty", app.SDKAppID, i+1)
@@ -366,6 +364,18 @@ func (g *Gateway) provisionVerifiers() error {
 		g.apps[app.SDKAppID] = &appState{verifier: v, idText: strconv.FormatUint(app.SDKAppID, 10)}
 	}
 	return nil
+}
+
+// replaceKeyPlaceholders replaces the placeholders of a secret key as
+// written in the config, such as {env.NAME} and {file.PATH}. Caddy's
+// {file.*} placeholder drops one trailing newline (LF or CRLF) of the file
+// itself (replacer.go in v2.11.9).
+func replaceKeyPlaceholders(repl *caddy.Replacer, raw string) (string, error) {
+	key, err := repl.ReplaceOrErr(raw, true, true)
+	if err != nil {
+		return "", fmt.Errorf("replacing placeholders: %w (a missing or unreadable {file.*} and an unset {env.*} are empty)", err)
+	}
+	return key, nil
 }
 
 // Validate rejects a configuration with no app, a duplicate or

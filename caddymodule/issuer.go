@@ -150,9 +150,9 @@ func (is *Issuer) Provision(ctx caddy.Context) error {
 	}
 
 	if is.Key != "" {
-		key, err := caddy.NewReplacer().ReplaceOrErr(is.Key, true, true)
+		key, err := replaceKeyPlaceholders(caddy.NewReplacer(), is.Key)
 		if err != nil {
-			return fmt.Errorf("app %d: secret key: replacing placeholders: %w (a missing or unreadable {file.*} and an unset {env.*} are empty)", is.SDKAppID, err)
+			return fmt.Errorf("app %d: secret key: %w", is.SDKAppID, err)
 		}
 		if key == "" {
 			return fmt.Errorf("app %d: secret key is empty", is.SDKAppID)
