@@ -106,18 +106,18 @@ case $null in
 	exit 1
 	;;
 esac
-case $spin in
-'' | *[!0-9]*)
-	echo "e2e.sh: SPIN must be a whole number of nanoseconds" >&2
-	exit 1
-	;;
-esac
-case $spin_allocations in
-'' | *[!0-9]*)
-	echo "e2e.sh: SPIN_ALLOCATIONS must be a whole number" >&2
-	exit 1
-	;;
-esac
+# require_whole_number NAME VALUE WHAT exits with an error unless VALUE,
+# the value of the variable NAME, is a whole number (WHAT).
+require_whole_number() {
+	case $2 in
+	'' | *[!0-9]*)
+		echo "e2e.sh: $1 must be $3" >&2
+		exit 1
+		;;
+	esac
+}
+require_whole_number SPIN "$spin" "a whole number of nanoseconds"
+require_whole_number SPIN_ALLOCATIONS "$spin_allocations" "a whole number"
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "e2e.sh: wrk not found: install it (Debian: apt-get install wrk)" >&2
 	exit 1
@@ -302,10 +302,14 @@ if [ "$profile" = 1 ]; then
 		done
 	done
 fi
+spin_settings=
+if [ "$null" = spin ]; then
+	spin_settings=" spin=${spin}ns spin_allocations=$spin_allocations"
+fi
 {
 	echo "# bench/e2e.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# $(go version), $(nproc) cores, $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null$( [ "$null" = spin ] && echo " spin=${spin}ns spin_allocations=$spin_allocations" ) caddy=${CADDY:-built from the working tree}"
+	echo "# rounds=$rounds duration=${duration}s connections=$connections threads=$threads warmup=${warmup}s fresh_tokens=$fresh_tokens pin=$pin null=$null$spin_settings caddy=${CADDY:-built from the working tree}"
 } >"$out"
 
 round=1
