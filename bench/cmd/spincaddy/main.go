@@ -21,6 +21,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -70,8 +71,20 @@ func (Spin) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.spin", New: func() caddy.Module { return new(Spin) }}
 }
 
+// Validate checks the bounds of a config written as JSON, which
+// parseSpin does not see.
+func (s *Spin) Validate() error {
+	if s.Nanoseconds < 0 || s.Nanoseconds > maxSpinNanoseconds {
+		return fmt.Errorf("invalid nanoseconds %d: want 0 to %d", s.Nanoseconds, maxSpinNanoseconds)
+	}
+	if s.Allocations < 0 || s.Allocations > maxSpinAllocations {
+		return fmt.Errorf("invalid allocations %d: want 0 to %d", s.Allocations, maxSpinAllocations)
+	}
+	return nil
+}
+
 // spinState keeps the loop's result, so that the compiler cannot drop the
-// loop. It is atomic because requests run on several goroutines; which
+// loop. It is atomic because requests run on several goroutines. Which
 // request's result it keeps does not matter.
 var spinState atomic.Uint64
 
@@ -99,20 +112,28 @@ func (s *Spin) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	return next.ServeHTTP(w, r)
 }
 
+// Bounds of the spin directive's arguments, so that a typing mistake
+// cannot make each request run for minutes or allocate without limit.
+const (
+	maxSpinNanoseconds = int64(time.Second)
+	maxSpinAllocations = 1000
+)
+
+// parseSpin parses "spin NANOSECONDS [ALLOCATIONS]".
 func parseSpin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	h.Next() // the directive name
 	if !h.NextArg() {
 		return nil, h.ArgErr()
 	}
 	n, err := strconv.ParseInt(h.Val(), 10, 64)
-	if err != nil || n < 0 {
-		return nil, h.Errf("invalid number of nanoseconds %q: want a whole number, 0 or more", h.Val())
+	if err != nil || n < 0 || n > maxSpinNanoseconds {
+		return nil, h.Errf("invalid number of nanoseconds %q: want a whole number from 0 to %d", h.Val(), maxSpinNanoseconds)
 	}
 	spin := &Spin{Nanoseconds: n}
 	if h.NextArg() {
 		a, err := strconv.Atoi(h.Val())
-		if err != nil || a < 0 {
-			return nil, h.Errf("invalid number of allocations %q: want a whole number, 0 or more", h.Val())
+		if err != nil || a < 0 || a > maxSpinAllocations {
+			return nil, h.Errf("invalid number of allocations %q: want a whole number from 0 to %d", h.Val(), maxSpinAllocations)
 		}
 		spin.Allocations = a
 	}
@@ -125,7 +146,11 @@ func parseSpin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	return spin, nil
 }
 
-var _ caddyhttp.MiddlewareHandler = (*Spin)(nil)
+// Interface guards
+var (
+	_ caddyhttp.MiddlewareHandler = (*Spin)(nil)
+	_ caddy.Validator             = (*Spin)(nil)
+)
 
 func main() {
 	caddycmd.Main()

@@ -40,7 +40,7 @@ func TestSpinDirective(t *testing.T) {
 }
 
 func TestSpinDirectiveErrors(t *testing.T) {
-	for _, args := range []string{"", "x", "-1", "1.5", "900 x", "900 -1", "900 3 3", "99999999999999999999", "900 {\n\t\tbogus\n\t}"} {
+	for _, args := range []string{"", "x", "-1", "1.5", "900 x", "900 -1", "900 3 3", "1000000001", "900 1001", "99999999999999999999", "900 {\n\t\tbogus\n\t}"} {
 		if cfg, err := adapt(t, ":8080 {\n\tspin "+args+"\n}\n"); err == nil {
 			t.Errorf("spin %q: got config %s, want an error", args, cfg)
 		}
@@ -54,6 +54,24 @@ func TestSpinDirectiveAllocations(t *testing.T) {
 	}
 	if !strings.Contains(cfg, `"allocations":3`) {
 		t.Fatalf("want allocations 3 in %s", cfg)
+	}
+}
+
+func TestSpinValidate(t *testing.T) {
+	for _, tc := range []struct {
+		spin  Spin
+		valid bool
+	}{
+		{Spin{Nanoseconds: 900, Allocations: 3}, true},
+		{Spin{Nanoseconds: maxSpinNanoseconds, Allocations: maxSpinAllocations}, true},
+		{Spin{Nanoseconds: -1}, false},
+		{Spin{Nanoseconds: maxSpinNanoseconds + 1}, false},
+		{Spin{Allocations: -1}, false},
+		{Spin{Allocations: maxSpinAllocations + 1}, false},
+	} {
+		if err := tc.spin.Validate(); (err == nil) != tc.valid {
+			t.Errorf("%+v: Validate = %v, want valid %v", tc.spin, err, tc.valid)
+		}
 	}
 }
 
