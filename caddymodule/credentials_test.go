@@ -368,14 +368,11 @@ func FuzzReadPlainQuery(f *testing.F) {
 // BenchmarkReadQuery reads the credentials with the default sources from
 // a query shaped as Tencent's REST API sends it, without escapes.
 func BenchmarkReadQuery(b *testing.B) {
-	parse := func(texts []string) []source {
-		sources, err := parseSources("bench", texts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return sources
+	var g Gateway
+	if err := g.provisionSources(); err != nil {
+		b.Fatal(err)
 	}
-	cr := newCredentialReader(parse(defaultSDKAppIDFrom), parse(defaultUserIDFrom), parse(defaultUserSigFrom))
+	cr := g.credentials
 	rawQuery := "sdkappid=1400000001&identifier=user1&usersig=" + strings.Repeat("eAEArABT-3siVExTLnZl", 10) +
 		"&random=99999999&contenttype=json"
 	b.ReportAllocs()
