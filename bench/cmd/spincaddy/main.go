@@ -131,11 +131,11 @@ func parseSpin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	}
 	spin := &Spin{Nanoseconds: n}
 	if h.NextArg() {
-		a, err := strconv.Atoi(h.Val())
-		if err != nil || a < 0 || a > maxSpinAllocations {
+		allocations, err := strconv.Atoi(h.Val())
+		if err != nil || allocations < 0 || allocations > maxSpinAllocations {
 			return nil, h.Errf("invalid number of allocations %q: want a whole number from 0 to %d", h.Val(), maxSpinAllocations)
 		}
-		spin.Allocations = a
+		spin.Allocations = allocations
 	}
 	if h.NextArg() {
 		return nil, h.ArgErr()
